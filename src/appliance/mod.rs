@@ -1,0 +1,1 @@
+//! The appliance side: first-boot answers, steps and their state.

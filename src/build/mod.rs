@@ -1,0 +1,1 @@
+//! Building the root filesystem from a recipe: mmdebstrap, overlays, hygiene.

@@ -1,0 +1,1 @@
+//! Exporting the raw disk for each hypervisor and cloud.

@@ -1,0 +1,1 @@
+//! Booting images in QEMU for tests and `balcao test`.

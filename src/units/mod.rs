@@ -1,0 +1,1 @@
+//! The Balcão page: judicial units, their rooms and hours.
