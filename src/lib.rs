@@ -7,6 +7,7 @@
 //! steps -> state (`appliance`, `units`). The appliance side never reaches into
 //! the builder's modules.
 
+pub mod answers;
 pub mod command;
 pub mod logging;
 
