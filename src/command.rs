@@ -10,6 +10,51 @@ use std::ffi::{OsStr, OsString};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+
+/// Processes started through [`Cmd`] and not yet finished, so that an
+/// interrupted program can stop them before it exits.
+static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Asks every running child to stop (SIGTERM) and waits up to `patience` for
+/// them to go; tools such as mmdebstrap undo their own mounts on SIGTERM.
+pub fn terminate_children(patience: std::time::Duration) {
+    let pids: Vec<u32> = RUNNING.lock().map(|r| r.clone()).unwrap_or_default();
+    for pid in &pids {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status();
+    }
+    let deadline = std::time::Instant::now() + patience;
+    while std::time::Instant::now() < deadline
+        && pids
+            .iter()
+            .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
+    {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Keeps a child's pid in [`RUNNING`] while it lives.
+struct Registered(u32);
+
+impl Registered {
+    fn new(pid: u32) -> Registered {
+        if let Ok(mut r) = RUNNING.lock() {
+            r.push(pid);
+        }
+        Registered(pid)
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut r) = RUNNING.lock() {
+            r.retain(|&p| p != self.0);
+        }
+    }
+}
 
 /// How many lines of a failed command's output an error keeps.
 const ERROR_TAIL_LINES: usize = 25;
@@ -73,7 +118,8 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args
+            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -137,6 +183,7 @@ impl Cmd {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|e| self.spawn_error(e))?;
+        let _registered = Registered::new(child.id());
 
         // Feed stdin from a thread so a chatty child can't deadlock us.
         let feeder = match (self.stdin.clone(), child.stdin.take()) {
@@ -145,9 +192,7 @@ impl Cmd {
             })),
             _ => None,
         };
-        let output = child
-            .wait_with_output()
-            .map_err(|e| self.spawn_error(e))?;
+        let output = child.wait_with_output().map_err(|e| self.spawn_error(e))?;
         if let Some(feeder) = feeder {
             let _ = feeder.join();
         }
@@ -182,6 +227,7 @@ impl Cmd {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = command.spawn().map_err(|e| self.spawn_error(e))?;
+        let _registered = Registered::new(child.id());
         let mut recent: std::collections::VecDeque<String> = Default::default();
         if let Some(stderr) = child.stderr.take() {
             for line in BufReader::new(stderr).lines() {
@@ -308,9 +354,18 @@ mod tests {
     #[test]
     fn missing_tools_are_listed_with_their_package() {
         let err = require_tools(&[
-            HostTool { program: "sh", package: "dash" },
-            HostTool { program: "no-such-tool-1", package: "pkg-a" },
-            HostTool { program: "no-such-tool-2", package: "pkg-a" },
+            HostTool {
+                program: "sh",
+                package: "dash",
+            },
+            HostTool {
+                program: "no-such-tool-1",
+                package: "pkg-a",
+            },
+            HostTool {
+                program: "no-such-tool-2",
+                package: "pkg-a",
+            },
         ])
         .unwrap_err();
         assert_eq!(err.programs, ["no-such-tool-1", "no-such-tool-2"]);

@@ -1,1 +1,422 @@
-//! Building the root filesystem from a recipe: mmdebstrap, overlays, hygiene.
+//! Building an image from a recipe: recipe -> root filesystem -> disk ->
+//! formats. Everything is made inside a work folder next to the output, and
+//! each result is renamed to its final name only once it is complete, so an
+//! interrupted or failed build leaves nothing half-written under a final name.
+
+pub mod customize;
+pub mod rootfs;
+pub mod stage;
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use crate::command::{require_tools, Cmd, CommandError, HostTool, MissingTools};
+use crate::disk::assemble::{self, AssembleError, FilesystemIds};
+use crate::disk::Layout;
+use crate::recipe::Recipe;
+
+use stage::Stage;
+
+/// Tools the build host needs, with the Debian packages that bring them.
+pub const HOST_TOOLS: &[HostTool] = &[
+    HostTool {
+        program: "mmdebstrap",
+        package: "mmdebstrap",
+    },
+    HostTool {
+        program: "mkfs.ext4",
+        package: "e2fsprogs",
+    },
+    HostTool {
+        program: "mkfs.vfat",
+        package: "dosfstools",
+    },
+    HostTool {
+        program: "mcopy",
+        package: "mtools",
+    },
+    HostTool {
+        program: "mmd",
+        package: "mtools",
+    },
+    HostTool {
+        program: "qemu-img",
+        package: "qemu-utils",
+    },
+    HostTool {
+        program: "tar",
+        package: "tar",
+    },
+    HostTool {
+        program: "chroot",
+        package: "coreutils",
+    },
+];
+
+/// Disk formats the builder writes itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputFormat {
+    Raw,
+    Qcow2,
+}
+
+impl OutputFormat {
+    pub fn parse_list(text: &str) -> Result<Vec<OutputFormat>, String> {
+        let mut formats = Vec::new();
+        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let f = match word {
+                "raw" => OutputFormat::Raw,
+                "qcow2" => OutputFormat::Qcow2,
+                other => return Err(format!("unknown format `{other}`; allowed: raw, qcow2")),
+            };
+            if !formats.contains(&f) {
+                formats.push(f);
+            }
+        }
+        if formats.is_empty() {
+            return Err("no format given; allowed: raw, qcow2".into());
+        }
+        Ok(formats)
+    }
+
+    fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Raw => "raw",
+            OutputFormat::Qcow2 => "qcow2",
+        }
+    }
+}
+
+/// Everything a build needs besides the recipe file itself.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub out_dir: PathBuf,
+    pub formats: Vec<OutputFormat>,
+    /// Overrides the recipe's mirror and the host's.
+    pub mirror: Option<String>,
+    /// The `balcaoctl` binary copied into the image.
+    pub balcaoctl: PathBuf,
+    /// Where root tarballs are kept between builds; None builds from scratch.
+    pub cache_dir: Option<PathBuf>,
+    /// SOURCE_DATE_EPOCH: timestamps in the image are clamped to it.
+    pub epoch: Option<u64>,
+}
+
+/// What a finished build produced.
+#[derive(Debug)]
+pub struct BuildReport {
+    /// Final paths of the disk images, manifest and checksums.
+    pub artifacts: Vec<PathBuf>,
+    pub stages: Vec<(&'static str, Duration)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    MissingTools(#[from] MissingTools),
+    #[error(
+        "the builder must run as root (mmdebstrap and chroot need it); try: sudo balcao build ..."
+    )]
+    NotRoot,
+    #[error("balcaoctl binary not found at {0}; build it with `cargo build --release` or pass --balcaoctl PATH")]
+    NoBalcaoctl(PathBuf),
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error(transparent)]
+    Rootfs(#[from] rootfs::RootfsError),
+    #[error(transparent)]
+    Customize(#[from] customize::CustomizeError),
+    #[error(transparent)]
+    Assemble(#[from] AssembleError),
+    #[error(transparent)]
+    Layout(#[from] crate::disk::gpt::GptError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
+    move |source| BuildError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Work folders to remove if the build is interrupted.
+static WORK_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+
+/// On SIGINT, SIGTERM or SIGHUP: stop the running tool, remove the work
+/// folders, exit 130. The tools clean up their own mounts on SIGTERM.
+pub fn install_interrupt_handler() {
+    let _ = ctrlc::set_handler(|| {
+        eprintln!("interrupted: stopping and removing the unfinished build");
+        crate::command::terminate_children(Duration::from_secs(60));
+        if let Ok(dirs) = WORK_DIRS.lock() {
+            for dir in dirs.iter() {
+                let _ = fs::remove_dir_all(dir);
+            }
+        }
+        std::process::exit(130);
+    });
+}
+
+/// Builds the recipe's image into `options.out_dir`.
+pub fn build(recipe: &Recipe, options: &BuildOptions) -> Result<BuildReport, BuildError> {
+    let mut tools: Vec<HostTool> = HOST_TOOLS.to_vec();
+    if !options.formats.contains(&OutputFormat::Qcow2) {
+        tools.retain(|t| t.program != "qemu-img");
+    }
+    require_tools(&tools)?;
+    if !is_root() {
+        return Err(BuildError::NotRoot);
+    }
+    if !options.balcaoctl.is_file() {
+        return Err(BuildError::NoBalcaoctl(options.balcaoctl.clone()));
+    }
+
+    fs::create_dir_all(&options.out_dir).map_err(io(&options.out_dir))?;
+    let work = tempfile::Builder::new()
+        .prefix(".balcao-work-")
+        .tempdir_in(&options.out_dir)
+        .map_err(io(&options.out_dir))?;
+    if let Ok(mut dirs) = WORK_DIRS.lock() {
+        dirs.push(work.path().to_owned());
+    }
+    let result = build_in(recipe, options, work.path());
+    if let Ok(mut dirs) = WORK_DIRS.lock() {
+        dirs.retain(|d| d != work.path());
+    }
+    result
+}
+
+fn build_in(
+    recipe: &Recipe,
+    options: &BuildOptions,
+    work: &Path,
+) -> Result<BuildReport, BuildError> {
+    let mut stages = Vec::new();
+    let stem = recipe.artifact_stem();
+    let scratch = work.join("scratch");
+    fs::create_dir_all(&scratch).map_err(io(&scratch))?;
+
+    // Root filesystem, from the cache when the same inputs built it before.
+    let mirror = options
+        .mirror
+        .clone()
+        .or_else(|| recipe.debian.mirror.clone())
+        .or_else(rootfs::host_mirror)
+        .unwrap_or_else(|| rootfs::FALLBACK_MIRROR.to_owned());
+    tracing::info!("building {stem} from {mirror}");
+    let sources = rootfs::debian_sources(recipe, &mirror);
+    let key = rootfs::cache_key(recipe, &sources, options.epoch.unwrap_or(0));
+    let tarball = match &options.cache_dir {
+        Some(cache) => {
+            fs::create_dir_all(cache).map_err(io(cache))?;
+            let tarball = cache.join(format!("rootfs-{key}.tar"));
+            if cache_entry_is_sound(&tarball)? {
+                tracing::info!("root filesystem from cache ({})", tarball.display());
+            } else {
+                let started = std::time::Instant::now();
+                rootfs::debootstrap(
+                    recipe,
+                    &sources,
+                    &tarball,
+                    &scratch,
+                    options.epoch.unwrap_or(0),
+                )?;
+                seal_cache_entry(&tarball)?;
+                stages.push(("root filesystem", started.elapsed()));
+            }
+            tarball
+        }
+        None => {
+            let tarball = work.join("rootfs.tar");
+            let started = std::time::Instant::now();
+            rootfs::debootstrap(
+                recipe,
+                &sources,
+                &tarball,
+                &scratch,
+                options.epoch.unwrap_or(0),
+            )?;
+            stages.push(("root filesystem", started.elapsed()));
+            tarball
+        }
+    };
+
+    let stage = Stage::start("unpack");
+    let root = work.join("root");
+    rootfs::unpack(&tarball, &root)?;
+    stages.push(("unpack", stage.done()));
+
+    // Customize: overlays, balcaoctl, boot configuration, services, GRUB.
+    let stage = Stage::start("customize");
+    let layout = Layout::cloud(recipe.disk.size_bytes, &stem)?;
+    let ids = FilesystemIds::for_layout(&layout);
+    for overlay in &recipe.overlays {
+        let n = customize::apply_overlay(overlay, &root)?;
+        stage.progress(&format!("overlay {}: {n} files", overlay.display()));
+    }
+    customize::install_balcaoctl(&options.balcaoctl, &root)?;
+    customize::write_boot_config(&root, &ids)?;
+    customize::enable_services(&root, &recipe.services)?;
+    let title = if recipe.description.is_empty() {
+        stem.clone()
+    } else {
+        recipe.description.clone()
+    };
+    let (core_img, efi_loader) = assemble::install_grub(&root, &ids, &title)?;
+    let manifest = customize::package_manifest(&root)?;
+    customize::clean(&root)?;
+    stages.push(("customize", stage.done()));
+
+    // Disk: ESP image, then ext4 from the folder and the boot sectors.
+    let stage = Stage::start("disk");
+    let esp = work.join("esp.img");
+    assemble::make_esp(&esp, layout.esp.size(), &ids, &efi_loader, &scratch)?;
+    let disk = work.join("disk.raw");
+    assemble::assemble(&disk, &layout, &ids, &root, &core_img, &esp)?;
+    fs::remove_dir_all(&root).map_err(io(&root))?;
+    stages.push(("disk", stage.done()));
+
+    // Formats: each made in the work folder, then renamed into place.
+    let stage = Stage::start("formats");
+    let mut ready: Vec<(PathBuf, String)> = Vec::new();
+    for format in &options.formats {
+        let name = format!("{stem}.{}", format.extension());
+        let made = work.join(&name);
+        match format {
+            OutputFormat::Raw => {
+                Cmd::new("cp")
+                    .args(["--sparse=always"])
+                    .arg(&disk)
+                    .arg(&made)
+                    .run()?;
+            }
+            OutputFormat::Qcow2 => {
+                Cmd::new("qemu-img")
+                    .args(["convert", "-c", "-m", "4", "-W", "-f", "raw", "-O", "qcow2"])
+                    .arg(&disk)
+                    .arg(&made)
+                    .run()?;
+                Cmd::new("qemu-img")
+                    .args(["compare", "-q", "-f", "raw", "-F", "qcow2"])
+                    .arg(&disk)
+                    .arg(&made)
+                    .run()?;
+            }
+        }
+        ready.push((made, name));
+    }
+    let manifest_name = format!("{stem}.packages");
+    let manifest_path = work.join(&manifest_name);
+    fs::write(&manifest_path, manifest).map_err(io(&manifest_path))?;
+    ready.push((manifest_path, manifest_name));
+
+    let mut sums = String::new();
+    for (path, name) in &ready {
+        sums.push_str(&format!("{}  {name}\n", sha256_file(path)?));
+    }
+    let sums_path = work.join("SHA256SUMS");
+    fs::write(&sums_path, sums).map_err(io(&sums_path))?;
+    ready.push((sums_path, "SHA256SUMS".into()));
+
+    let mut artifacts = Vec::new();
+    for (path, name) in ready {
+        let final_path = options.out_dir.join(&name);
+        fs::rename(&path, &final_path).map_err(io(&final_path))?;
+        artifacts.push(final_path);
+    }
+    stages.push(("formats", stage.done()));
+    Ok(BuildReport { artifacts, stages })
+}
+
+/// SHA-256 of a file, as lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
+    let mut file = fs::File::open(path).map_err(io(path))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(io(path))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// A cache entry is used only when its recorded digest matches its bytes; a
+/// partial or corrupt one is removed and rebuilt.
+fn cache_entry_is_sound(tarball: &Path) -> Result<bool, BuildError> {
+    let seal = tarball.with_extension("tar.sha256");
+    let (Ok(recorded), true) = (fs::read_to_string(&seal), tarball.is_file()) else {
+        let _ = fs::remove_file(tarball);
+        let _ = fs::remove_file(&seal);
+        return Ok(false);
+    };
+    if recorded.trim() == sha256_file(tarball)? {
+        Ok(true)
+    } else {
+        tracing::warn!(
+            "cache entry {} is damaged; rebuilding it",
+            tarball.display()
+        );
+        let _ = fs::remove_file(tarball);
+        let _ = fs::remove_file(&seal);
+        Ok(false)
+    }
+}
+
+fn seal_cache_entry(tarball: &Path) -> Result<(), BuildError> {
+    let seal = tarball.with_extension("tar.sha256");
+    let partial = tarball.with_extension("tar.sha256.partial");
+    fs::write(&partial, sha256_file(tarball)?).map_err(io(&partial))?;
+    fs::rename(&partial, &seal).map_err(io(&seal))
+}
+
+fn is_root() -> bool {
+    // The effective uid is the owner of /proc/self.
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_parse_and_reject_unknown_ones() {
+        assert_eq!(
+            OutputFormat::parse_list("raw, qcow2,raw").unwrap(),
+            [OutputFormat::Raw, OutputFormat::Qcow2]
+        );
+        let e = OutputFormat::parse_list("iso").unwrap_err();
+        assert!(e.contains("allowed: raw, qcow2"), "{e}");
+        assert!(OutputFormat::parse_list("").is_err());
+    }
+
+    #[test]
+    fn damaged_cache_entries_are_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("rootfs-x.tar");
+        fs::write(&t, "complete").unwrap();
+        seal_cache_entry(&t).unwrap();
+        assert!(cache_entry_is_sound(&t).unwrap());
+        fs::write(&t, "changed").unwrap();
+        assert!(!cache_entry_is_sound(&t).unwrap());
+        assert!(!t.exists());
+        // A tarball without its seal was cut short.
+        fs::write(&t, "partial").unwrap();
+        assert!(!cache_entry_is_sound(&t).unwrap());
+    }
+}
