@@ -42,7 +42,8 @@ pub enum Check {
     /// `node --check` (Debian package nodejs).
     JavaScript,
     /// The `hocon` CLI (Debian package ruby-hocon) parses the file and finds
-    /// `key` in it.
+    /// `key` in it (the key the edit set: a whole section may hold `${...}`
+    /// references the CLI cannot resolve on their own).
     Hocon { key: &'static str },
 }
 

@@ -69,27 +69,56 @@ fn ensure(text: String, path: &str, wanted: &Value, value: &str) -> Result<Strin
     }
 }
 
+/// Sets several keys of one object (`parent.key = value` for each), reading
+/// the object once: each `hocon` run starts a Ruby interpreter.
+fn ensure_keys(
+    text: String,
+    parent: &str,
+    keys: &[(&str, Value, String)],
+) -> Result<String, JitsiError> {
+    let current = match get(&text, parent) {
+        Ok(current) => current,
+        // An object hocon cannot resolve as a whole (a `${...}` inside it):
+        // fall back to one read per key.
+        Err(JitsiError::Hocon { .. }) => {
+            let mut text = text;
+            for (key, wanted, value) in keys {
+                text = ensure(text, &format!("{parent}.{key}"), wanted, value)?;
+            }
+            return Ok(text);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut text = text;
+    for (key, wanted, value) in keys {
+        if current.as_ref().and_then(|c| c.get(key)) != Some(wanted) {
+            text = set(&text, &format!("{parent}.{key}"), value)?;
+        }
+    }
+    Ok(text)
+}
+
 /// Jicofo asks XMPP logins of whoever opens a room (login page on the main
 /// domain), and runs its health checks so /about/health answers.
 pub(super) fn jicofo_secure_domain(text: &str, domain: &Domain) -> Result<String, JitsiError> {
-    let text = ensure(
+    let text = ensure_keys(
         text.to_owned(),
-        "jicofo.authentication.enabled",
-        &json!(true),
-        "true",
+        "jicofo.authentication",
+        &[
+            ("enabled", json!(true), "true".to_owned()),
+            ("type", json!("XMPP"), "XMPP".to_owned()),
+            ("login-url", json!(domain.as_str()), format!("\"{domain}\"")),
+        ],
     )?;
-    let text = ensure(text, "jicofo.authentication.type", &json!("XMPP"), "XMPP")?;
-    let text = ensure(
+    ensure_keys(
         text,
-        "jicofo.authentication.login-url",
-        &json!(domain.as_str()),
-        &format!("\"{domain}\""),
-    )?;
-    ensure(text, "jicofo.health.enabled", &json!(true), "true")
+        "jicofo.health",
+        &[("enabled", json!(true), "true".to_owned())],
+    )
 }
 
-const STATIC_MAPPINGS: &str = "ice4j.harvest.mapping.static-mappings";
-const REQUIRE_VALID_ADDRESS: &str = "videobridge.health.require-valid-address";
+pub(super) const STATIC_MAPPINGS: &str = "ice4j.harvest.mapping.static-mappings";
+pub(super) const REQUIRE_VALID_ADDRESS: &str = "videobridge.health.require-valid-address";
 
 /// The videobridge's public address: a static NAT mapping when there is one;
 /// otherwise no stale mapping and no address requirement in its health.

@@ -316,18 +316,20 @@ pub fn secure_domain_edits(
     edits.push(Edit::new(
         PathBuf::from(paths::JICOFO_CONF),
         "XMPP authentication and health checks",
-        Check::Hocon { key: "jicofo" },
+        Check::Hocon {
+            key: "jicofo.authentication.enabled",
+        },
         move |text| hocon::jicofo_secure_domain(text, &d),
     ));
 
     let (summary, key) = match public_ip {
         Some(public) => (
             format!("static NAT mapping {local_ip} -> {public}"),
-            "ice4j",
+            hocon::STATIC_MAPPINGS,
         ),
         None => (
             "no public address: health does not require one".to_owned(),
-            "videobridge",
+            hocon::REQUIRE_VALID_ADDRESS,
         ),
     };
     edits.push(Edit::new(
