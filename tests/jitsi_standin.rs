@@ -364,3 +364,131 @@ fn standin_repository_verifies_with_its_key_and_only_with_it() {
     );
     drop(server);
 }
+
+/// A stand-in daemon extracted from its package, on a free port, reading
+/// `conf`; stopped on drop.
+struct Daemon {
+    child: Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(script: &Path, role: &str, conf: &Path) -> Daemon {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("no free loopback port")
+            .port();
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(role)
+            .env("STANDIN_CONF", conf)
+            .env("STANDIN_PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("could not start the stand-in daemon with python3");
+        let daemon = Daemon { child, port };
+        // It reads its configuration with `hocon` (Ruby) before listening.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the stand-in {role} did not listen on 127.0.0.1:{port} within 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        daemon
+    }
+
+    fn health(&self) -> u16 {
+        match ureq::get(&format!("http://127.0.0.1:{}/about/health", self.port)).call() {
+            Ok(response) => response.status(),
+            Err(ureq::Error::Status(code, _)) => code,
+            Err(e) => panic!("no answer from the stand-in on port {}: {e}", self.port),
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn standin_daemons_turn_healthy_with_the_secure_domain_edits() {
+    need_tools();
+    if let Err(missing) = require_tools(&[HostTool {
+        program: "hocon",
+        package: "ruby-hocon",
+    }]) {
+        panic!("the stand-in daemons need host tools: {missing}");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = tmp.path().join("repo");
+    build_repo(&repo);
+    let unpacked = tmp.path().join("unpacked");
+    for deb in std::fs::read_dir(repo.join("stable")).unwrap() {
+        let deb = deb.unwrap().path();
+        let name = deb.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("jitsi-videobridge2_") || name.starts_with("jicofo_") {
+            Cmd::new("dpkg-deb")
+                .arg("-x")
+                .arg(&deb)
+                .arg(&unpacked)
+                .run()
+                .unwrap();
+        }
+    }
+    let jvb_daemon = unpacked.join("usr/share/jitsi-standin/standin-daemon");
+    let jicofo_daemon = unpacked.join("usr/share/jitsi-standin/standin-daemon-jicofo");
+
+    // Files in the shape the stand-in postinst scripts write them.
+    let root = tmp.path().join("root");
+    let jvb_conf = root.join(balcao::appliance::jitsi::paths::JVB_CONF);
+    let jicofo_conf = root.join(balcao::appliance::jitsi::paths::JICOFO_CONF);
+    std::fs::create_dir_all(jvb_conf.parent().unwrap()).unwrap();
+    std::fs::create_dir_all(jicofo_conf.parent().unwrap()).unwrap();
+    std::fs::write(
+        &jvb_conf,
+        "videobridge {\n    websockets {\n        enabled = true\n    }\n}\nice4j {\n    harvest {\n        mapping {\n            stun {\n                addresses = [ \"meet-jit-si-turnrelay.jitsi.net:443\" ]\n            }\n        }\n    }\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &jicofo_conf,
+        "jicofo {\n    xmpp: {\n      client: {\n        username: \"focus\"\n      }\n    }\n}\n",
+    )
+    .unwrap();
+
+    // Before: the bridge has no address, jicofo no health checks.
+    assert_eq!(
+        Daemon::start(&jvb_daemon, "videobridge", &jvb_conf).health(),
+        500
+    );
+    assert_eq!(
+        Daemon::start(&jicofo_daemon, "jicofo", &jicofo_conf).health(),
+        404
+    );
+
+    let domain = balcao::appliance::jitsi::Domain::parse("meet.example.org").unwrap();
+    for edit in
+        balcao::appliance::jitsi::secure_domain_edits(&domain, None, "10.0.0.5".parse().unwrap())
+    {
+        if edit.path.ends_with("jvb.conf") || edit.path.ends_with("jicofo.conf") {
+            edit.apply_at(&root)
+                .unwrap_or_else(|e| panic!("{}: {e}", edit.path.display()));
+        }
+    }
+
+    // After a restart (the daemons read their configuration at start).
+    assert_eq!(
+        Daemon::start(&jvb_daemon, "videobridge", &jvb_conf).health(),
+        200
+    );
+    assert_eq!(
+        Daemon::start(&jicofo_daemon, "jicofo", &jicofo_conf).health(),
+        200
+    );
+}

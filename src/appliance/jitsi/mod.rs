@@ -264,7 +264,7 @@ impl Edit {
     pub fn apply_at(&self, root: &Path) -> Result<Outcome, JitsiError> {
         let path = root.join(&self.path);
         let old = std::fs::read_to_string(&path).map_err(|source| JitsiError::Io {
-            action: "read the file Jitsi's install should have generated,",
+            action: "read Jitsi's generated file",
             path: path.clone(),
             source,
         })?;
