@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use super::console::{self, Broadcast, Console, StdTerminal};
 use super::message;
-use super::root::DONE_FILE;
+use super::root::{DONE_FILE, LOCK_FILE};
 use super::runner::{Event, RunError, Runner};
 use super::setup::{self, Answers, Problem, Setup, SetupError};
 use super::state::{State, StateError};
@@ -36,6 +36,8 @@ pub enum FirstbootError {
     Run(#[from] RunError),
     #[error(transparent)]
     File(#[from] super::root::FileError),
+    #[error("outra execução de `balcaoctl firstboot` está em andamento (veja `systemctl status balcao-firstboot` ou o console); espere ela terminar")]
+    Busy,
     #[error("não foi possível ler o ambiente OVF {path}: {source}")]
     OvfFile {
         path: PathBuf,
@@ -73,6 +75,9 @@ pub enum Outcome {
 
 pub fn run(opts: &Options, system: &dyn System) -> Result<Outcome, FirstbootError> {
     let root = Root::new(&opts.root);
+    let Some(_lock) = root.try_lock(LOCK_FILE)? else {
+        return Err(FirstbootError::Busy);
+    };
     let steps = steps::all();
     let mut state = State::load(&root)?;
     let all_done = steps

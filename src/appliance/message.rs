@@ -82,10 +82,11 @@ pub fn done_text(setup: &Setup, state: &State, addresses: Addresses) -> String {
         )
     ));
     out.push_str(&format!(
-        "  3. {url} {} {}.\n",
+        "  3. {} {url} {} {}.\n",
+        t("Abra", "Open"),
         t(
-            "no navegador; entre com o usuário",
-            "in a browser; sign in as"
+            "no navegador e entre com o usuário",
+            "in a browser and sign in as"
         ),
         setup.admin_user
     ));

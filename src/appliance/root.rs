@@ -16,6 +16,9 @@ pub const SETUP_FILE: &str = "/etc/balcao/setup.toml";
 pub const STATE_FILE: &str = "/var/lib/balcao/state.toml";
 /// Present once every step is done; the unit does not start while it exists.
 pub const DONE_FILE: &str = "/var/lib/balcao/firstboot.done";
+/// Held (flock) while `balcaoctl firstboot` runs, so the unit and an
+/// administrator's run never overlap.
+pub const LOCK_FILE: &str = "/var/lib/balcao/firstboot.lock";
 /// Shown by agetty before the login prompt (util-linux reads `/etc/issue.d/*.issue`).
 pub const ISSUE_FILE: &str = "/etc/issue.d/balcao.issue";
 /// Shown after login by pam_motd (Debian reads `/etc/motd.d/` by default).
@@ -105,6 +108,27 @@ impl Root {
             let _ = folder.sync_all();
         }
         Ok(())
+    }
+
+    /// Takes an exclusive lock on the file (created when missing); `None`
+    /// when another process holds it. The lock lasts as long as the file.
+    pub fn try_lock(&self, path: &str) -> Result<Option<fs::File>, FileError> {
+        use std::os::fd::AsRawFd;
+        let real = self.path(path);
+        let fail = |source| FileError::Write {
+            path: real.clone(),
+            source,
+        };
+        fs::create_dir_all(real.parent().unwrap_or(Path::new("/"))).map_err(fail)?;
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&real)
+            .map_err(fail)?;
+        // SAFETY: flock only takes the descriptor, which `file` keeps open.
+        let taken = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        Ok(taken.then_some(file))
     }
 
     pub fn remove(&self, path: &str) -> Result<(), FileError> {
