@@ -38,10 +38,9 @@ impl Console {
             .write(true)
             .custom_flags(libc::O_NOCTTY)
             .open(path)?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| path.display().to_string());
+        // "tty1", "ttyS0", "pts/3": what people call the console.
+        let shown = path.display().to_string();
+        let name = shown.strip_prefix("/dev/").unwrap_or(&shown).to_owned();
         let tty = is_tty(file.as_raw_fd());
         if tty {
             line_mode(file.as_raw_fd(), name.starts_with("ttyS"))?;
@@ -78,12 +77,13 @@ impl Terminal for Console {
         read_line(&mut self.reader)
     }
 
-    fn read_secret(&mut self) -> io::Result<Option<String>> {
+    fn read_secret(&mut self, prompt: &str) -> io::Result<Option<String>> {
         let _quiet = if self.tty {
             Some(EchoOff::new(self.writer.as_raw_fd())?)
         } else {
             None
         };
+        self.say(prompt)?;
         read_line(&mut self.reader)
     }
 }
@@ -119,13 +119,14 @@ impl Terminal for StdTerminal {
         read_line(&mut self.reader)
     }
 
-    fn read_secret(&mut self) -> io::Result<Option<String>> {
+    fn read_secret(&mut self, prompt: &str) -> io::Result<Option<String>> {
         let fd = io::stdin().as_raw_fd();
         let _quiet = if is_tty(fd) {
             Some(EchoOff::new(fd)?)
         } else {
             None
         };
+        self.say(prompt)?;
         read_line(&mut self.reader)
     }
 }

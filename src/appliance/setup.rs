@@ -357,9 +357,14 @@ fn set_key(doc: &mut DocumentMut, key: &str, value: Option<&str>) {
         }
     };
     match value {
-        Some(value) => {
-            table.insert(name, toml_edit::value(value));
-        }
+        // In place when present, so the key keeps the comments written above it.
+        Some(value) => match table.get_mut(name) {
+            Some(item) if item.as_str() == Some(value) => {}
+            Some(item) => *item = toml_edit::value(value),
+            None => {
+                table.insert(name, toml_edit::value(value));
+            }
+        },
         None => {
             table.remove(name);
         }

@@ -32,8 +32,9 @@ pub trait Terminal {
     fn say(&mut self, text: &str) -> io::Result<()>;
     /// One line without its end, `None` at end of input.
     fn read_line(&mut self) -> io::Result<Option<String>>;
-    /// Like `read_line`, with echo turned off when the input is a terminal.
-    fn read_secret(&mut self) -> io::Result<Option<String>>;
+    /// Shows `prompt` and reads a line with echo turned off (before the
+    /// prompt appears, so nothing typed early is echoed) when on a terminal.
+    fn read_secret(&mut self, prompt: &str) -> io::Result<Option<String>>;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -175,8 +176,9 @@ fn ask_password(
         ))?;
     }
     loop {
-        term.say(&format!("{label}: "))?;
-        let first = term.read_secret()?.ok_or(WizardError::EndOfInput)?;
+        let first = term
+            .read_secret(&format!("{label}: "))?
+            .ok_or(WizardError::EndOfInput)?;
         if first.is_empty() && keep_password {
             answers.set_password(None);
             return Ok(());
@@ -189,8 +191,9 @@ fn ask_password(
             ))?;
             continue;
         }
-        term.say(lang.t("Repita a senha: ", "Repeat the password: "))?;
-        let second = term.read_secret()?.ok_or(WizardError::EndOfInput)?;
+        let second = term
+            .read_secret(lang.t("Repita a senha: ", "Repeat the password: "))?
+            .ok_or(WizardError::EndOfInput)?;
         if first != second {
             term.say(lang.t(
                 "  As senhas não conferem; digite de novo.\n",
@@ -255,7 +258,8 @@ impl Terminal for ScriptedTerminal {
         }
         Ok(line)
     }
-    fn read_secret(&mut self) -> io::Result<Option<String>> {
+    fn read_secret(&mut self, prompt: &str) -> io::Result<Option<String>> {
+        self.output.push_str(prompt);
         let line = self.input.pop_front();
         self.output.push('\n');
         Ok(line)
