@@ -23,7 +23,7 @@ const FIREWALL_CALLS: &[&str] = &[
 
 #[test]
 fn preseed_configures_everything_and_a_second_run_changes_nothing() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::image();
     sb.write("/etc/balcao/setup.toml", FULL_SETUP);
 
     let out = sb.firstboot(&[]);
@@ -82,7 +82,7 @@ fn preseed_configures_everything_and_a_second_run_changes_nothing() {
 
 #[test]
 fn bad_preseed_is_reported_and_changes_nothing() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::image();
     sb.write(
         "/etc/balcao/setup.toml",
         "domain = \"10.0.0.1\"\nemail = \"ti@tjxx.jus.br\"\n[admin]\nuser = \"focus\"\npassword = \"curta\"\n",
@@ -137,7 +137,7 @@ fn bad_preseed_is_reported_and_changes_nothing() {
 
 #[test]
 fn ovf_properties_fill_what_the_preseed_leaves_out() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::image();
     sb.write("/etc/balcao/setup.toml", "domain = \"video.tjyy.jus.br\"\n");
     let env = sb.path("/../ovf-env.xml");
     std::fs::write(
@@ -173,7 +173,7 @@ fn ovf_properties_fill_what_the_preseed_leaves_out() {
 
 #[test]
 fn failed_step_stays_pending_and_the_next_run_resumes() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::image();
     sb.write("/etc/balcao/setup.toml", FULL_SETUP);
     let root = sb.root.display().to_string();
     let out = sb
@@ -224,7 +224,7 @@ fn failed_step_stays_pending_and_the_next_run_resumes() {
 
 #[test]
 fn reconfigure_asks_again_and_keeps_the_secrets() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::image();
     sb.write("/etc/balcao/setup.toml", FULL_SETUP);
     assert!(sb.firstboot(&[]).status.success());
     let machine_id = sb.read("/etc/machine-id");
@@ -275,7 +275,7 @@ fn reconfigure_asks_again_and_keeps_the_secrets() {
 
 #[test]
 fn missing_answers_without_input_fail_cleanly() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::image();
     let out = sb.firstboot(&[]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     assert!(

@@ -68,7 +68,7 @@ pub struct Sandbox {
 impl Sandbox {
     /// A root like a fresh image: Debian's /etc/hosts, an empty machine-id,
     /// no host keys, and the image's balcaoctl an hour old.
-    pub fn new() -> Sandbox {
+    pub fn image() -> Sandbox {
         require_tool("ssh-keygen", "openssh-client");
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("root");

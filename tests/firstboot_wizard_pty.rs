@@ -133,7 +133,7 @@ fn finish(child: Child) -> std::process::Output {
 
 #[test]
 fn wizard_reasks_bad_domain_and_mismatched_passwords() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::image();
     let mut tty = Pty::open();
     let child = spawn(&sb, &[&tty]);
 
@@ -203,7 +203,7 @@ fn wizard_reasks_bad_domain_and_mismatched_passwords() {
 
 #[test]
 fn first_console_to_answer_wins_and_the_other_is_told() {
-    let sb = Sandbox::new();
+    let sb = Sandbox::image();
     sb.write(
         "/etc/balcao/setup.toml",
         "domain = \"balcao.tjxx.jus.br\"\nemail = \"ti@tjxx.jus.br\"\n[admin]\nuser = \"atendimento\"\n",

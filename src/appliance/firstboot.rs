@@ -133,7 +133,8 @@ pub fn run(opts: &Options, system: &dyn System) -> Result<Outcome, FirstbootErro
             }
         }
     } else {
-        let keep_password = opts.reconfigure;
+        // Keeping the current password makes sense only once one was used.
+        let keep_password = opts.reconfigure && state.completed_runs > 0;
         answers = if opts.consoles.is_empty() {
             wizard::run(&mut StdTerminal::new(), answers, &keys, keep_password)?
         } else {
