@@ -202,7 +202,12 @@ pub fn run(opts: &Options, system: &dyn System) -> Result<Outcome, FirstbootErro
     state.completed_runs += 1;
     state.save(&root)?;
     root.write_atomic(DONE_FILE, b"", 0o644)?;
-    let text = message::done_text(&setup, &state, message::Addresses::Unknown);
+    let known = steps::message::machine_addresses(&root, system);
+    let addresses = match known.as_deref() {
+        Some(list) => message::Addresses::Known(list),
+        None => message::Addresses::Unknown,
+    };
+    let text = message::done_text(&setup, &state, addresses);
     outputs.say(&format!("\n{text}\n"));
     if opts.consoles.is_empty() {
         println!("\n{text}");

@@ -10,19 +10,25 @@ use crate::command::Cmd;
 
 pub struct LoginMessage;
 
+/// This machine's addresses from `hostname -I`, on the running system only.
+pub fn machine_addresses(
+    ctx_root: &crate::appliance::Root,
+    system: &dyn crate::appliance::System,
+) -> Option<String> {
+    if !ctx_root.is_system() {
+        return None;
+    }
+    let out = system.run(&Cmd::new("hostname").arg("-I")).ok()?;
+    let list = out.stdout_text().trim().to_owned();
+    (!list.is_empty()).then_some(list)
+}
+
 impl LoginMessage {
     fn texts(&self, ctx: &Context) -> (String, String) {
-        let known = if ctx.root.is_system() {
-            ctx.system
-                .run(&Cmd::new("hostname").arg("-I"))
-                .map(|out| out.stdout_text())
-                .ok()
-        } else {
-            None
-        };
-        let motd_addresses = match known.as_deref().map(str::trim) {
-            Some(list) if !list.is_empty() => Addresses::Known(list),
-            _ => Addresses::Unknown,
+        let known = machine_addresses(ctx.root, ctx.system);
+        let motd_addresses = match known.as_deref() {
+            Some(list) => Addresses::Known(list),
+            None => Addresses::Unknown,
         };
         let issue = message::done_text(ctx.setup, ctx.state, Addresses::IssueEscape);
         let motd = message::done_text(ctx.setup, ctx.state, motd_addresses);
