@@ -1,6 +1,8 @@
 //! balcaoctl: runs inside the appliance. First boot, status, staff accounts,
 //! certificates and the units page.
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -19,10 +21,95 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Configuração inicial: domínio, e-mail, primeiro servidor, certificado; aplica as etapas
+    #[command(after_help = firstboot_help())]
+    Firstboot(FirstbootArgs),
+    /// Situação de cada etapa e de cada serviço (código de saída 1 se algo estiver errado)
+    Status(StatusArgs),
+}
 
-fn main() -> std::process::ExitCode {
+#[derive(clap::Args)]
+struct FirstbootArgs {
+    /// Raiz do sistema a configurar (outra que / só para testes: não chama hostnamectl nem systemctl)
+    #[arg(long, default_value = "/")]
+    root: std::path::PathBuf,
+    /// Console onde o assistente pergunta (repita para vários: o primeiro onde se tecla Enter responde).
+    /// Sem esta opção, usa a entrada e a saída padrão.
+    #[arg(long = "console", value_name = "DISPOSITIVO")]
+    consoles: Vec<std::path::PathBuf>,
+    /// Refaz a configuração com novas respostas (as chaves SSH e o machine-id são mantidos)
+    #[arg(long)]
+    reconfigure: bool,
+    /// Lê o ambiente OVF deste arquivo em vez de `vmtoolsd --cmd "info-get guestinfo.ovfEnv"`
+    #[arg(long, value_name = "ARQUIVO")]
+    ovf_env: Option<std::path::PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// Raiz do sistema (outra que / só lê o estado, sem consultar serviços)
+    #[arg(long, default_value = "/")]
+    root: std::path::PathBuf,
+}
+
+fn firstboot_help() -> String {
+    format!(
+        "Respostas, nesta ordem: /etc/balcao/setup.toml, propriedades OVF (vCenter), o assistente.\n\
+         Chaves de setup.toml ([admin] user = ... equivale a admin.user):\n{}\n\
+         Códigos de saída: 0 pronto, 1 uma etapa falhou, 2 resposta inválida em setup.toml ou OVF,\n\
+         3 faltam respostas e não há console. Etapas: {}.",
+        balcao::appliance::setup::keys_help(),
+        balcao::appliance::steps::all()
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+fn firstboot(args: FirstbootArgs) -> ExitCode {
+    use balcao::appliance::firstboot::{self, Options};
+    let opts = Options {
+        root: args.root,
+        consoles: args.consoles,
+        reconfigure: args.reconfigure,
+        ovf_env: args.ovf_env,
+    };
+    match firstboot::run(&opts, &balcao::appliance::system::RealSystem) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => {
+            // stderr is the journal when the unit runs this.
+            tracing::error!("primeira inicialização pendente: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn status(args: StatusArgs) -> ExitCode {
+    use balcao::appliance::{status, steps, system::RealSystem, Root};
+    let root = Root::new(args.root);
+    match status::report(&root, &RealSystem, &steps::all()) {
+        Ok(report) => {
+            print!("{}", report.text);
+            if report.healthy {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
     balcao::logging::init(cli.verbose);
-    match cli.command {}
+    match cli.command {
+        Command::Firstboot(args) => firstboot(args),
+        Command::Status(args) => status(args),
+    }
 }

@@ -1,0 +1,232 @@
+//! `balcaoctl status`: one screen with each step's state from the state file
+//! and, on the running system, whether each service the steps set up is
+//! active (`systemctl is-active`). Anything not done or not active makes the
+//! exit code non-zero.
+
+use std::fmt::Write as _;
+
+use super::root::SETUP_FILE;
+use super::setup;
+use super::state::{State, StateError, Status};
+use super::steps::Step;
+use super::{Lang, Root, System};
+use crate::command::Cmd;
+
+/// One service's health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceHealth {
+    pub name: String,
+    /// What `systemctl is-active` printed (`active`, `inactive`, `failed`, ...).
+    pub state: String,
+}
+
+/// Everything the status screen shows.
+#[derive(Debug)]
+pub struct Report {
+    pub text: String,
+    pub healthy: bool,
+}
+
+pub fn services(system: &dyn System, steps: &[Box<dyn Step>]) -> Vec<ServiceHealth> {
+    let mut names: Vec<&str> = Vec::new();
+    for step in steps {
+        for name in step.services() {
+            if !names.contains(name) {
+                names.push(name);
+            }
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let cmd = Cmd::new("systemctl").args(["is-active", name]);
+            let state = match system.run(&cmd) {
+                Ok(out) => out.stdout_text().trim().to_owned(),
+                // is-active exits non-zero for anything but active and prints the state.
+                Err(crate::command::CommandError::Failed { output, .. }) => {
+                    let text = output.trim();
+                    if text.is_empty() { "unknown" } else { text }.to_owned()
+                }
+                Err(e) => e.to_string(),
+            };
+            ServiceHealth {
+                name: name.to_owned(),
+                state,
+            }
+        })
+        .collect()
+}
+
+pub fn report(
+    root: &Root,
+    system: &dyn System,
+    steps: &[Box<dyn Step>],
+) -> Result<Report, StateError> {
+    let state = State::load(root)?;
+    let (answers, _) = setup::read_preseed(root).unwrap_or_default();
+    let lang = answers.lang();
+    let mut healthy = true;
+    let mut text = String::new();
+
+    let _ = writeln!(
+        text,
+        "{}",
+        lang.t("Balcão Virtual: situação", "Balcão Virtual: status")
+    );
+    match answers.get("domain") {
+        Some(domain) => {
+            let _ = writeln!(
+                text,
+                "  {} https://{domain}/",
+                lang.t("Endereço:", "Address:")
+            );
+        }
+        None => {
+            let _ = writeln!(
+                text,
+                "  {} {SETUP_FILE}",
+                lang.t("Domínio ainda não definido em", "Domain not set yet in")
+            );
+        }
+    }
+
+    let _ = writeln!(text, "\n{}", lang.t("Etapas:", "Steps:"));
+    for step in steps {
+        let record = state.record(step.name());
+        let status = record.map(|r| r.status).unwrap_or_default();
+        healthy &= status == Status::Done;
+        let word = status_word(lang, status);
+        let when = record
+            .filter(|r| r.at > 0)
+            .map(|r| format_time(r.at))
+            .unwrap_or_default();
+        let _ = writeln!(
+            text,
+            "  {word:<12} {:<10} {}  {when}",
+            step.name(),
+            step.title(lang)
+        );
+        if let Some(error) = record.and_then(|r| r.error.as_deref()) {
+            let _ = writeln!(text, "               {error}");
+        }
+    }
+
+    if root.is_system() {
+        let _ = writeln!(text, "\n{}", lang.t("Serviços:", "Services:"));
+        for service in services(system, steps) {
+            let ok = service.state == "active";
+            healthy &= ok;
+            let word = if ok {
+                "[ok]"
+            } else {
+                lang.t("[FALHA]", "[FAILED]")
+            };
+            let _ = writeln!(text, "  {word:<12} {:<10} {}", service.name, service.state);
+        }
+    }
+    let _ = writeln!(
+        text,
+        "\n{}",
+        if healthy {
+            lang.t("Tudo certo.", "All good.")
+        } else {
+            lang.t(
+                "Há pendências: veja acima; `balcaoctl firstboot` retoma as etapas, journalctl -u balcao-firstboot mostra os detalhes.",
+                "Something needs attention (above); `balcaoctl firstboot` resumes the steps, journalctl -u balcao-firstboot has the details.",
+            )
+        }
+    );
+    Ok(Report { text, healthy })
+}
+
+fn status_word(lang: Lang, status: Status) -> &'static str {
+    match status {
+        Status::Done => "[ok]",
+        Status::Pending => lang.t("[pendente]", "[pending]"),
+        Status::Running => lang.t("[interrompida]", "[interrupted]"),
+        Status::Failed => lang.t("[FALHOU]", "[FAILED]"),
+    }
+}
+
+/// `YYYY-MM-DD HH:MM UTC` from seconds since the epoch.
+pub fn format_time(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::appliance::steps;
+    use crate::appliance::system::FakeSystem;
+
+    #[test]
+    fn times() {
+        assert_eq!(format_time(0), "1970-01-01 00:00 UTC");
+        assert_eq!(format_time(1_796_300_000), "2026-12-03 12:13 UTC");
+        assert_eq!(format_time(951_782_400), "2000-02-29 00:00 UTC");
+    }
+
+    #[test]
+    fn pending_and_failed_steps_are_unhealthy() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let all = steps::all();
+        let mut state = State::default();
+        for s in &all {
+            state.mark(s.name(), Status::Done, None);
+        }
+        state.save(&root).unwrap();
+        let fake = FakeSystem::new();
+        let ok = report(&root, &fake, &all).unwrap();
+        assert!(ok.healthy, "{}", ok.text);
+        assert!(
+            fake.commands().is_empty(),
+            "no systemctl under another root"
+        );
+
+        state.mark(
+            "firewall",
+            Status::Failed,
+            Some("`ufw enable` falhou".into()),
+        );
+        state.mark("message", Status::Running, None);
+        state.save(&root).unwrap();
+        let bad = report(&root, &fake, &all).unwrap();
+        assert!(!bad.healthy);
+        assert!(bad.text.contains("[FALHOU]") && bad.text.contains("`ufw enable` falhou"));
+        assert!(bad.text.contains("[interrompida]"));
+    }
+
+    #[test]
+    fn inactive_service_is_unhealthy() {
+        let fake = FakeSystem::new();
+        fake.reply("systemctl is-active ssh", "active\n", true);
+        fake.reply("systemctl is-active ufw", "inactive\n", false);
+        let health = services(&fake, &steps::all());
+        assert_eq!(health.len(), 2);
+        assert_eq!(
+            health[0],
+            ServiceHealth {
+                name: "ssh".into(),
+                state: "active".into()
+            }
+        );
+        assert_eq!(health[1].state, "inactive");
+    }
+}
