@@ -15,10 +15,21 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    Units(balcao::units::cli::UnitsArgs),
+}
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     balcao::logging::init(cli.verbose);
-    match cli.command {}
+    let result = match cli.command {
+        Command::Units(args) => balcao::units::cli::run(&args).map_err(anyhow::Error::from),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("erro: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }
