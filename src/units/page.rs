@@ -196,9 +196,44 @@ fn moment_text(now: NaiveDateTime) -> String {
     )
 }
 
+/// What the page's script needs, kept small for phones: the zone, the closed
+/// dates, and per unit its name and minutes of each weekday's intervals
+/// (Monday first).
+#[derive(Debug, Serialize)]
+struct ScriptData<'a> {
+    timezone: &'a str,
+    closed: BTreeMap<String, &'a str>,
+    units: Vec<ScriptUnit<'a>>,
+}
+
+#[derive(Debug, Serialize)]
+struct ScriptUnit<'a> {
+    name: &'a str,
+    hours: Vec<Vec<[u16; 2]>>,
+}
+
 /// JSON safe to place inside a `<script>` element.
-fn script_json(data: &PageData) -> String {
-    serde_json::to_string(data)
+fn script_json(file: &UnitsFile, data: &PageData) -> String {
+    let script = ScriptData {
+        timezone: &data.court.timezone,
+        closed: data
+            .closed
+            .iter()
+            .map(|c| (c.date.clone(), c.reason.as_str()))
+            .collect(),
+        units: file
+            .units
+            .iter()
+            .map(|u| ScriptUnit {
+                name: &u.name,
+                hours: Day::ALL
+                    .iter()
+                    .map(|d| u.hours.on(*d).iter().map(|i| [i.start.0, i.end.0]).collect())
+                    .collect(),
+            })
+            .collect(),
+    };
+    serde_json::to_string(&script)
         .expect("page data serializes")
         .replace('<', "\\u003c")
         .replace('>', "\\u003e")
@@ -282,7 +317,7 @@ pub fn render_html(file: &UnitsFile, now: NaiveDateTime) -> Result<String, Units
     context.insert("upcoming", &upcoming);
     context.insert("closures_days", &CLOSURES_SHOWN_DAYS);
     context.insert("recess_closes", &file.court.recess_closes);
-    context.insert("data_json", &script_json(&data));
+    context.insert("data_json", &script_json(file, &data));
     context.insert("style", STYLE);
     context.insert("script", SCRIPT);
 

@@ -5,23 +5,18 @@
   'use strict';
 
   var dados = JSON.parse(document.getElementById('dados-balcao').textContent);
-  var fuso = dados.court.timezone;
-  var fechados = {};
-  dados.closed.forEach(function (c) { fechados[c.date] = c.reason; });
-  var CHAVES = ['monday', 'tuesday', 'wednesday', 'thursday', 'friday', 'saturday', 'sunday'];
+  var fuso = dados.timezone;
+  var fechados = dados.closed;
   var NOMES = ['segunda', 'terça', 'quarta', 'quinta', 'sexta', 'sábado', 'domingo'];
   var HORIZONTE = 400;
 
-  function minutos(hhmm) {
-    var p = hhmm.split(':');
-    return Number(p[0]) * 60 + Number(p[1]);
-  }
   function doisDigitos(n) { return (n < 10 ? '0' : '') + n; }
   function hora(min) { return doisDigitos(Math.floor(min / 60)) + ':' + doisDigitos(min % 60); }
 
+  // Per unit, per weekday (Monday first), intervals in minutes since midnight.
   var horarios = dados.units.map(function (u) {
-    return CHAVES.map(function (k) {
-      return u.hours[k].map(function (i) { return { inicio: minutos(i.start), fim: minutos(i.end) }; });
+    return u.hours.map(function (dia) {
+      return dia.map(function (i) { return { inicio: i[0], fim: i[1] }; });
     });
   });
 
@@ -59,7 +54,7 @@
   }
 
   function intervalos(indice, d) {
-    if (fechados[isoDe(d)] !== undefined) return [];
+    if (Object.prototype.hasOwnProperty.call(fechados, isoDe(d))) return [];
     return horarios[indice][diaDaSemana(d)];
   }
 
@@ -97,7 +92,7 @@
 
   function textoDeHoje(indice, d) {
     var motivo = fechados[isoDe(d)];
-    if (motivo !== undefined) return 'Hoje: fechado (' + motivo + ')';
+    if (Object.prototype.hasOwnProperty.call(fechados, isoDe(d))) return 'Hoje: fechado (' + motivo + ')';
     var lista = horarios[indice][diaDaSemana(d)];
     return lista.length ? 'Hoje: ' + falado(lista) : 'Hoje: sem atendimento';
   }
