@@ -228,7 +228,13 @@ fn script_json(file: &UnitsFile, data: &PageData) -> String {
                 name: &u.name,
                 hours: Day::ALL
                     .iter()
-                    .map(|d| u.hours.on(*d).iter().map(|i| [i.start.0, i.end.0]).collect())
+                    .map(|d| {
+                        u.hours
+                            .on(*d)
+                            .iter()
+                            .map(|i| [i.start.0, i.end.0])
+                            .collect()
+                    })
                     .collect(),
             })
             .collect(),

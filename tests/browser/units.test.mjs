@@ -182,7 +182,7 @@ test('holidays, the court\'s closed dates and the recess close every counter', a
   const cases = [
     ['2027-02-08T10:00', 'Fechado · abre quarta às 08:00', 'Hoje: fechado (Carnaval)'],
     ['2026-04-03T10:00', 'Fechado · abre segunda às 08:00', 'Hoje: fechado (Sexta-feira Santa)'],
-    ['2026-04-01T10:00', 'Fechado · abre sexta às 08:00', 'Hoje: fechado (Semana Santa)'],
+    ['2026-04-01T10:00', 'Fechado · abre segunda às 08:00', 'Hoje: fechado (Semana Santa)'],
     ['2026-12-22T10:00', 'Fechado · abre quinta, 07/01, às 08:00', 'Hoje: fechado (Recesso forense)'],
   ];
   for (const [agora, status, today] of cases) {
