@@ -75,8 +75,15 @@ pub fn parse_now(text: Option<&str>, file: &UnitsFile) -> Result<NaiveDateTime, 
     let Some(text) = text else {
         return Ok(super::status::local_now(&zone, chrono::Utc::now()));
     };
-    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
-        return Ok(super::status::local_now(&zone, instant.to_utc()));
+    // An instant: RFC 3339, seconds optional, "Z" or an offset.
+    let with_offset = match text.strip_suffix(['Z', 'z']) {
+        Some(rest) => format!("{rest}+00:00"),
+        None => text.to_string(),
+    };
+    for format in ["%Y-%m-%dT%H:%M:%S%:z", "%Y-%m-%dT%H:%M%:z"] {
+        if let Ok(instant) = DateTime::parse_from_str(&with_offset, format) {
+            return Ok(super::status::local_now(&zone, instant.to_utc()));
+        }
     }
     for format in ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"] {
         if let Ok(local) = NaiveDateTime::parse_from_str(text, format) {
@@ -178,4 +185,30 @@ pub fn run(args: &UnitsArgs) -> Result<(), UnitsError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn now_is_court_local_unless_it_carries_an_offset() {
+        let mut file = UnitsFile::default();
+        file.court.timezone = chrono_tz::America::Rio_Branco;
+        let ten = chrono::NaiveDate::from_ymd_opt(2026, 3, 2)
+            .unwrap()
+            .and_hms_opt(10, 0, 0)
+            .unwrap();
+        for text in [
+            "2026-03-02T10:00",
+            "2026-03-02T10:00:00",
+            "2026-03-02T15:00Z",
+            "2026-03-02T15:00:00Z",
+            "2026-03-02T12:00-03:00",
+            "2026-03-02T12:00:00-03:00",
+        ] {
+            assert_eq!(parse_now(Some(text), &file).unwrap(), ten, "{text}");
+        }
+        assert!(parse_now(Some("segunda"), &file).is_err());
+    }
 }

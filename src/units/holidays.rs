@@ -99,7 +99,8 @@ mod tests {
 
     /// Movable dates as published in the federal government's holiday
     /// calendars (Carnival Monday, Good Friday, Corpus Christi).
-    const PUBLISHED: &[(i32, (u32, u32), (u32, u32), (u32, u32))] = &[
+    type MonthDay = (u32, u32);
+    const PUBLISHED: &[(i32, MonthDay, MonthDay, MonthDay)] = &[
         (2024, (2, 12), (3, 29), (5, 30)),
         (2025, (3, 3), (4, 18), (6, 19)),
         (2026, (2, 16), (4, 3), (6, 4)),

@@ -318,6 +318,10 @@ pub fn render_html(file: &UnitsFile, now: NaiveDateTime) -> Result<String, Units
         &format!("UTC{}{}", if offset < 0 { "−" } else { "+" }, offset.abs()),
     );
     context.insert("moment", &moment_text(now));
+    context.insert(
+        "closed_today",
+        &calendar.closed_reason(now.date()).unwrap_or_default(),
+    );
     context.insert("cities", &cities);
     context.insert("unit_count", &file.units.len());
     context.insert("upcoming", &upcoming);
@@ -410,6 +414,16 @@ hours = "ter-qui 08:00-12:00"
         assert!(html.contains("Abre amanhã às 08:00"));
         assert!(html.contains("Hoje: 08:00 às 12:00 e 13:00 às 18:00"));
         assert!(html.contains("Segunda a sexta"));
+        assert!(
+            html.contains("id=\"aviso-dia\" hidden"),
+            "no notice on a working day"
+        );
+        let carnival = chrono::NaiveDate::from_ymd_opt(2026, 2, 16)
+            .unwrap()
+            .and_hms_opt(9, 0, 0)
+            .unwrap();
+        let html_closed = render_html(&sample(), carnival).unwrap();
+        assert!(html_closed.contains("Hoje não há atendimento: Carnaval."));
         assert!(html.contains("tel:+556832115000"));
         // The note appears escaped in the HTML and cannot end the data script.
         assert_eq!(

@@ -139,6 +139,7 @@ test('the script agrees with the server at the pinned clock', async () => {
   const { page, context, errors } = await open(`/?agora=${NOW}`);
   const live = await statuses(page);
   assert.deepEqual(live, serverStatuses);
+  assert.equal(await page.locator('#aviso-dia').isVisible(), false, 'no closure notice on a working day');
   assert.deepEqual(errors, []);
   assert.equal(await page.locator('#busca').isVisible(), true);
   await context.close();
@@ -191,6 +192,8 @@ test('holidays, the court\'s closed dates and the recess close every counter', a
     assert.equal(c.status, status, agora);
     assert.equal(c.today, today, agora);
     assert.equal(await page.locator('[data-entrar]:visible').count(), 0, `${agora}: no open counter`);
+    const reason = today.match(/\((.*)\)/)[1];
+    assert.equal(await page.locator('#aviso-dia').innerText(), `Hoje não há atendimento: ${reason}.`);
     await context.close();
   }
 });

@@ -105,6 +105,10 @@
     var relogio = document.getElementById('relogio');
     relogio.textContent = 'Situação em ' + NOMES[diaDaSemana(t.dia)] + ', ' + iso.slice(8, 10) + '/' +
       iso.slice(5, 7) + '/' + iso.slice(0, 4) + ', às ' + hora(t.minuto) + '.';
+    var aviso = document.getElementById('aviso-dia');
+    var fechadoHoje = Object.prototype.hasOwnProperty.call(fechados, iso);
+    aviso.hidden = !fechadoHoje;
+    aviso.textContent = fechadoHoje ? 'Hoje não há atendimento: ' + fechados[iso] + '.' : '';
     cartoes.forEach(function (cartao) {
       var indice = Number(cartao.getAttribute('data-indice'));
       var s = situacao(indice, t);
