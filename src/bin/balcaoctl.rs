@@ -27,6 +27,8 @@ enum Command {
     Firstboot(FirstbootArgs),
     /// Situação de cada etapa e de cada serviço (código de saída 1 se algo estiver errado)
     Status(StatusArgs),
+    /// Unidades judiciárias, seus horários e a página do Balcão (import, export, check, render)
+    Units(balcao::units::cli::UnitsArgs),
 }
 
 #[derive(clap::Args)]
@@ -111,5 +113,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Firstboot(args) => firstboot(args),
         Command::Status(args) => status(args),
+        Command::Units(args) => match balcao::units::cli::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("erro: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
