@@ -90,6 +90,8 @@ pub struct BootSpec {
     pub cpus: u32,
     /// Forward this host port on 127.0.0.1 to the guest's SSH port.
     pub ssh_port: Option<u16>,
+    /// More TCP forwards, host port on 127.0.0.1 to guest port.
+    pub forwards: Vec<(u16, u16)>,
     /// Extra read-only drives (e.g. a NoCloud seed), attached as virtio.
     pub extra_drives: Vec<PathBuf>,
     /// Keep guest writes in a temporary overlay (the image is untouched).
@@ -107,6 +109,7 @@ impl BootSpec {
             memory_mib: 1024,
             cpus: 2,
             ssh_port: None,
+            forwards: Vec::new(),
             extra_drives: Vec::new(),
             snapshot: true,
         }
@@ -253,6 +256,9 @@ impl Vm {
         if let Some(port) = spec.ssh_port {
             netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{port}-:22"));
         }
+        for (host, guest) in &spec.forwards {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
         args.extend([
             "-netdev".into(),
             netdev,
@@ -366,6 +372,35 @@ impl Vm {
         }
     }
 
+    /// Waits until any of `patterns` appears; returns the one that did.
+    pub fn wait_for_any(
+        &mut self,
+        patterns: &[&'static str],
+        timeout: Duration,
+    ) -> Result<&'static str, QemuError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = self.console_text();
+            if let Some(found) = patterns.iter().find(|p| text.contains(*p)) {
+                return Ok(found);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(QemuError::Timeout {
+                    pattern: patterns.join("` or `"),
+                    seconds: timeout.as_secs(),
+                    tail: tail(&text, 30),
+                });
+            }
+            // Short waits on the first pattern notice an exited QEMU.
+            match self.wait_for(patterns[0], left.min(Duration::from_secs(2))) {
+                Ok(_) => return Ok(patterns[0]),
+                Err(QemuError::Timeout { .. }) => {}
+                Err(other) => return Err(other),
+            }
+        }
+    }
+
     /// Waits for `pattern` anywhere in the console output.
     pub fn wait_for(&mut self, pattern: &str, timeout: Duration) -> Result<usize, QemuError> {
         self.wait_for_from(pattern, 0, timeout)
@@ -396,11 +431,19 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Boots `spec` and waits for a login prompt; returns the time it took.
-pub fn boot_to_login(spec: &BootSpec, timeout: Duration) -> Result<Duration, QemuError> {
+/// What the serial console shows when the appliance is up: a login prompt,
+/// or the first-boot wizard waiting for answers.
+pub const UP_MARKERS: &[&str] = &[" login:", "Pressione Enter para configurar"];
+
+/// Boots `spec` and waits until it is up (see [`UP_MARKERS`]); returns the
+/// time it took and which marker appeared.
+pub fn boot_until_up(
+    spec: &BootSpec,
+    timeout: Duration,
+) -> Result<(Duration, &'static str), QemuError> {
     let mut vm = Vm::start(spec)?;
-    vm.wait_for(" login:", timeout)?;
-    Ok(vm.elapsed())
+    let marker = vm.wait_for_any(UP_MARKERS, timeout)?;
+    Ok((vm.elapsed(), marker))
 }
 
 /// A free TCP port on 127.0.0.1 (for SSH forwarding).

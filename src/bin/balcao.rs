@@ -51,6 +51,16 @@ enum Command {
         /// Build everything from scratch, neither reading nor writing the cache
         #[arg(long)]
         no_cache: bool,
+        /// Use another mirror for one of the recipe's repositories:
+        /// NAME=URL[,key=PATH_OR_URL][,fingerprint=HEX] (repeatable)
+        #[arg(long = "repo", value_name = "NAME=URL,...")]
+        repos: Vec<balcao::build::repository::RepoOverride>,
+        /// Accept baked packages that differ from the recipe's lockfile, and rewrite it
+        #[arg(long)]
+        update_lock: bool,
+        /// The lockfile of baked packages (default: the recipe's path with .lock)
+        #[arg(long)]
+        lockfile: Option<PathBuf>,
     },
     /// Boot an image in QEMU and report whether it reaches a login prompt
     Test {
@@ -76,6 +86,12 @@ fn main() -> ExitCode {
     balcao::logging::init(cli.verbose);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(_) if build::interrupted() => {
+            // The signal handler removes the unfinished build and exits 130.
+            loop {
+                std::thread::park();
+            }
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
@@ -93,6 +109,9 @@ fn run(command: Command) -> Result<()> {
             balcaoctl,
             cache,
             no_cache,
+            repos,
+            update_lock,
+            lockfile,
         } => {
             let recipe = Recipe::load(&recipe)?;
             let formats = OutputFormat::parse_list(&format).map_err(anyhow::Error::msg)?;
@@ -118,6 +137,9 @@ fn run(command: Command) -> Result<()> {
                     balcaoctl,
                     cache_dir: (!no_cache).then_some(cache),
                     epoch,
+                    repo_overrides: repos,
+                    update_lock,
+                    lockfile,
                 },
             )?;
             let total: Duration = report.stages.iter().map(|(_, d)| *d).sum();
@@ -147,10 +169,15 @@ fn run(command: Command) -> Result<()> {
             spec.accel = accel;
             spec.hardware = hardware;
             spec.memory_mib = memory;
-            let took = qemu::boot_to_login(&spec, Duration::from_secs(timeout))
+            let (took, marker) = qemu::boot_until_up(&spec, Duration::from_secs(timeout))
                 .with_context(|| format!("{} did not boot", image.display()))?;
+            let what = if marker == qemu::UP_MARKERS[0] {
+                "login prompt"
+            } else {
+                "first-boot wizard"
+            };
             println!(
-                "{}: login prompt after {:.1} s ({firmware:?}, {accel:?}, {hardware:?})",
+                "{}: {what} after {:.1} s ({firmware:?}, {accel:?}, {hardware:?})",
                 image.display(),
                 took.as_secs_f64()
             );

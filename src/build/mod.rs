@@ -4,6 +4,7 @@
 //! interrupted or failed build leaves nothing half-written under a final name.
 
 pub mod customize;
+pub mod repository;
 pub mod rootfs;
 pub mod stage;
 
@@ -105,6 +106,12 @@ pub struct BuildOptions {
     pub cache_dir: Option<PathBuf>,
     /// SOURCE_DATE_EPOCH: timestamps in the image are clamped to it.
     pub epoch: Option<u64>,
+    /// `--repo NAME=URL,...`: other mirrors for the recipe's repositories.
+    pub repo_overrides: Vec<repository::RepoOverride>,
+    /// Accept baked packages that differ from the lockfile, and rewrite it.
+    pub update_lock: bool,
+    /// The lockfile; default: the recipe's path with `.lock`.
+    pub lockfile: Option<PathBuf>,
 }
 
 /// What a finished build produced.
@@ -135,6 +142,10 @@ pub enum BuildError {
     Assemble(#[from] AssembleError),
     #[error(transparent)]
     Layout(#[from] crate::disk::gpt::GptError),
+    #[error(transparent)]
+    Repository(#[from] repository::RepositoryError),
+    #[error("{0}")]
+    Options(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -152,10 +163,20 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BuildError + '_ {
 /// Work folders to remove if the build is interrupted.
 static WORK_DIRS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
+/// Set once a signal has asked the build to stop.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether a signal stopped the build: the failure the main thread then sees
+/// is the stopped tool's, and the handler is already cleaning up and exiting.
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// On SIGINT, SIGTERM or SIGHUP: stop the running tool, remove the work
 /// folders, exit 130. The tools clean up their own mounts on SIGTERM.
 pub fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         eprintln!("interrupted: stopping and removing the unfinished build");
         crate::command::terminate_children(Duration::from_secs(60));
         if let Ok(dirs) = WORK_DIRS.lock() {
@@ -214,8 +235,31 @@ fn build_in(
         .or_else(rootfs::host_mirror)
         .unwrap_or_else(|| rootfs::FALLBACK_MIRROR.to_owned());
     tracing::info!("building {stem} from {mirror}");
-    let sources = rootfs::debian_sources(recipe, &mirror);
-    let key = rootfs::cache_key(recipe, &sources, options.epoch.unwrap_or(0));
+    let mut recipe = recipe.clone();
+    recipe.repositories = repository::apply_overrides(&recipe.repositories, &options.repo_overrides)
+        .map_err(BuildError::Options)?;
+    let recipe = &recipe;
+    let mut sources = rootfs::debian_sources(recipe, &mirror);
+
+    // Extra repositories: keys checked against the recipe's pins first, so a
+    // rotated or tampered key stops the build before anything is installed.
+    let mut checked = Vec::new();
+    let mut hooks = Vec::new();
+    if !recipe.repositories.is_empty() {
+        let stage = Stage::start("repository keys");
+        for repo in &recipe.repositories {
+            let c = repository::check_key(repo, &scratch)?;
+            let file = work.join(format!("{}.sources", repo.name));
+            fs::write(&file, repository::build_sources(&c)).map_err(io(&file))?;
+            sources.push(file.display().to_string());
+            if !repo.bake.is_empty() {
+                hooks.push(repository::bake_hook(repo));
+            }
+            checked.push(c);
+        }
+        stages.push(("repository keys", stage.done()));
+    }
+    let key = rootfs::cache_key(recipe, &sources_for_key(&sources, &checked), options.epoch);
     let tarball = match &options.cache_dir {
         Some(cache) => {
             fs::create_dir_all(cache).map_err(io(cache))?;
@@ -224,13 +268,7 @@ fn build_in(
                 tracing::info!("root filesystem from cache ({})", tarball.display());
             } else {
                 let started = std::time::Instant::now();
-                rootfs::debootstrap(
-                    recipe,
-                    &sources,
-                    &tarball,
-                    &scratch,
-                    options.epoch.unwrap_or(0),
-                )?;
+                rootfs::debootstrap(recipe, &sources, &hooks, &tarball, &scratch, options.epoch)?;
                 seal_cache_entry(&tarball)?;
                 stages.push(("root filesystem", started.elapsed()));
             }
@@ -239,13 +277,7 @@ fn build_in(
         None => {
             let tarball = work.join("rootfs.tar");
             let started = std::time::Instant::now();
-            rootfs::debootstrap(
-                recipe,
-                &sources,
-                &tarball,
-                &scratch,
-                options.epoch.unwrap_or(0),
-            )?;
+            rootfs::debootstrap(recipe, &sources, &hooks, &tarball, &scratch, options.epoch)?;
             stages.push(("root filesystem", started.elapsed()));
             tarball
         }
@@ -255,6 +287,30 @@ fn build_in(
     let root = work.join("root");
     rootfs::unpack(&tarball, &root)?;
     stages.push(("unpack", stage.done()));
+
+    // Each extra repository: its keyring and a signed-by source in the image,
+    // and its baked packages indexed and held to the lockfile.
+    for c in &checked {
+        let name = &c.repo.name;
+        let keyring = root.join(repository::keyring_path(name).trim_start_matches('/'));
+        fs::create_dir_all(keyring.parent().expect("keyring has a folder")).map_err(io(&keyring))?;
+        fs::write(&keyring, &c.keyring).map_err(io(&keyring))?;
+        let list = root.join(format!("etc/apt/sources.list.d/{name}.list"));
+        fs::write(&list, repository::image_list(&c.repo)).map_err(io(&list))?;
+        // mmdebstrap copied the build-time deb822 file in; the list above
+        // replaces it.
+        let copied = root.join(format!("etc/apt/sources.list.d/0000{name}.sources"));
+        let _ = fs::remove_file(copied);
+        if !c.repo.bake.is_empty() {
+            let baked = repository::index_baked(&root, &c.repo)?;
+            let lock = options
+                .lockfile
+                .clone()
+                .unwrap_or_else(|| recipe.path.with_extension("lock"));
+            repository::check_lock(&lock, name, &baked, options.update_lock)?;
+            tracing::info!("{name}: {} packages baked for an offline first boot", baked.len());
+        }
+    }
 
     // Customize: overlays, balcaoctl, boot configuration, services, GRUB.
     let stage = Stage::start("customize");
@@ -336,6 +392,18 @@ fn build_in(
     }
     stages.push(("formats", stage.done()));
     Ok(BuildReport { artifacts, stages })
+}
+
+/// What identifies the sources for the cache: the one-line sources as they
+/// are, and each extra repository by its URL, suite and pinned key (the
+/// deb822 file's path changes with every work folder).
+fn sources_for_key(sources: &[String], checked: &[repository::CheckedRepository]) -> Vec<String> {
+    sources
+        .iter()
+        .filter(|s| s.starts_with("deb "))
+        .cloned()
+        .chain(checked.iter().map(|c| repository::image_list(&c.repo)))
+        .collect()
 }
 
 /// SHA-256 of a file, as lowercase hex.

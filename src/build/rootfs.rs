@@ -116,12 +116,14 @@ pub fn debian_sources(recipe: &Recipe, mirror: &str) -> Vec<String> {
     lines
 }
 
-/// Every package the image gets, sorted and without repeats.
+/// Every package the image gets, sorted and without repeats: the base, the
+/// recipe's Debian packages, and those installed from extra repositories.
 pub fn package_set(recipe: &Recipe) -> Vec<String> {
     let mut all: Vec<String> = BASE_PACKAGES
         .iter()
         .map(|s| s.to_string())
         .chain(recipe.debian.packages.iter().cloned())
+        .chain(recipe.repositories.iter().flat_map(|r| r.install.iter().cloned()))
         .collect();
     all.sort();
     all.dedup();
@@ -129,7 +131,7 @@ pub fn package_set(recipe: &Recipe) -> Vec<String> {
 }
 
 /// What the cached tarball depends on: a change to any of it makes a new one.
-pub fn cache_key(recipe: &Recipe, sources: &[String], epoch: u64) -> String {
+pub fn cache_key(recipe: &Recipe, sources: &[String], epoch: Option<u64>) -> String {
     let mut h = Sha256::new();
     h.update(b"balcao rootfs v1\0");
     h.update(env!("CARGO_PKG_VERSION"));
@@ -141,31 +143,51 @@ pub fn cache_key(recipe: &Recipe, sources: &[String], epoch: u64) -> String {
         h.update(p.as_bytes());
         h.update([0]);
     }
-    h.update(epoch.to_le_bytes());
+    for r in &recipe.repositories {
+        for part in [&r.name, &r.url, &r.suite, &r.fingerprint]
+            .into_iter()
+            .chain(&r.components)
+            .chain(&r.bake)
+        {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+    }
+    if let Some(epoch) = epoch {
+        h.update(b"epoch");
+        h.update(epoch.to_le_bytes());
+    }
     hex::encode(&h.finalize()[..16])
 }
 
 /// Runs mmdebstrap into `tarball` (written under a temporary name first).
+/// `sources` are one-line apt sources or paths of deb822 `.sources` files;
+/// `hooks` are shell commands run on the finished root (`$1`) before
+/// mmdebstrap's own clean-up.
 pub fn debootstrap(
     recipe: &Recipe,
     sources: &[String],
+    hooks: &[String],
     tarball: &Path,
     scratch: &Path,
-    epoch: u64,
+    epoch: Option<u64>,
 ) -> Result<(), RootfsError> {
     let stage = Stage::start("root filesystem (mmdebstrap)");
     let partial = tarball.with_extension("tar.partial");
     let _ = fs::remove_file(&partial);
-    let cmd = Cmd::new("mmdebstrap")
+    let mut cmd = Cmd::new("mmdebstrap")
         .args(["--mode=root", "--variant=apt", "--format=tar"])
         .arg(format!("--include={}", package_set(recipe).join(",")))
         .arg("--aptopt=Acquire::Retries \"3\"")
         .arg("--dpkgopt=path-exclude=/usr/share/doc/*/changelog*")
+        .args(hooks.iter().map(|h| format!("--customize-hook={h}")))
         .arg(&recipe.debian.suite)
         .arg(&partial)
         .args(sources)
-        .env("TMPDIR", scratch)
-        .env("SOURCE_DATE_EPOCH", epoch.to_string());
+        .env("TMPDIR", scratch);
+    if let Some(epoch) = epoch {
+        cmd = cmd.env("SOURCE_DATE_EPOCH", epoch.to_string());
+    }
     cmd.run_streaming(|line| {
         if let Some(message) = line.strip_prefix("I: ") {
             stage.progress(message);
@@ -239,11 +261,11 @@ mod tests {
         assert!(set.windows(2).all(|w| w[0] < w[1]));
         assert!(set.contains(&"grub-efi-amd64-bin".to_string()));
         let sources = debian_sources(&r, FALLBACK_MIRROR);
-        let key = cache_key(&r, &sources, 0);
-        assert_eq!(key, cache_key(&r, &sources, 0));
-        assert_ne!(key, cache_key(&r, &sources, 1));
+        let key = cache_key(&r, &sources, None);
+        assert_eq!(key, cache_key(&r, &sources, None));
+        assert_ne!(key, cache_key(&r, &sources, Some(1)));
         let mut other = r.clone();
         other.debian.packages.push("sudo".into());
-        assert_ne!(key, cache_key(&other, &sources, 0));
+        assert_ne!(key, cache_key(&other, &sources, None));
     }
 }

@@ -1,0 +1,248 @@
+//! The appliance end to end, against the STAND-IN Jitsi repository
+//! (tests/standin): recipes/balcao-virtual.toml built with Jitsi's key checked
+//! and its packages baked and locked; first boot from a NoCloud preseed
+//! installs them offline and locks room creation to staff; checked from the
+//! host over SSH, HTTPS and XMPP.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use balcao::qemu::{BootSpec, Firmware, Vm};
+use support::*;
+
+const DOMAIN: &str = "balcao.tjteste.jus.br";
+const STAFF_PASSWORD: &str = "senha-do-servidor-123";
+
+/// The stand-in repository, served on 127.0.0.1 while the value lives.
+struct Standin {
+    dir: PathBuf,
+    port: u16,
+    server: Child,
+}
+
+impl Standin {
+    fn start() -> Standin {
+        let dir = test_dir().join("standin");
+        let _ = std::fs::remove_dir_all(&dir);
+        run(Command::new(repo().join("tests/standin/build-repo")).arg(&dir));
+        let port = balcao::qemu::free_port().unwrap();
+        let server = Command::new("python3")
+            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 serves the stand-in repository");
+        std::thread::sleep(Duration::from_secs(1));
+        Standin { dir, port, server }
+    }
+
+    fn fingerprint(&self) -> String {
+        std::fs::read_to_string(self.dir.join("standin-key.fingerprint"))
+            .unwrap()
+            .trim()
+            .to_owned()
+    }
+
+    /// `--repo` pointing the recipe's Jitsi repository here.
+    fn repo_arg(&self, fingerprint: &str) -> String {
+        format!(
+            "jitsi=http://127.0.0.1:{},key={},fingerprint={fingerprint}",
+            self.port,
+            self.dir.join("standin-key.gpg.key").display()
+        )
+    }
+}
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn balcao_build(recipe: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_balcao"))
+        .arg("build")
+        .arg(recipe)
+        .arg("--out")
+        .arg(out)
+        .arg("--balcaoctl")
+        .arg(env!("CARGO_BIN_EXE_balcaoctl"))
+        .arg("--cache")
+        .arg(test_dir().join("cache"))
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Tries an XMPP login with a real client through an SSH tunnel to the
+/// guest's prosody (port 5222 stays closed in the firewall, as it should).
+fn xmpp_login(key: &SshKey, ssh_port: u16, jid: &str, password: Option<&str>) -> (i32, String) {
+    let local = balcao::qemu::free_port().unwrap();
+    let mut tunnel = Command::new("ssh")
+        .args([
+            "-N", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes", "-i",
+        ])
+        .arg(key.private())
+        .args(["-p", &ssh_port.to_string(), "-L", &format!("127.0.0.1:{local}:127.0.0.1:5222"), "root@127.0.0.1"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    let mut cmd = Command::new("python3");
+    cmd.arg(repo().join("tests/xmpp/login.py"))
+        .args(["127.0.0.1", &local.to_string(), jid]);
+    match password {
+        Some(p) => {
+            cmd.env("XMPP_PASSWORD", p);
+        }
+        None => {
+            cmd.arg("--anonymous");
+        }
+    }
+    let out = cmd.output().expect("python3 with slixmpp (pip install slixmpp)");
+    let _ = tunnel.kill();
+    let _ = tunnel.wait();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn a_wrong_pinned_fingerprint_stops_the_build_and_names_both() {
+    let standin = Standin::start();
+    let out = tempfile::tempdir().unwrap();
+    let wrong = "0123456789ABCDEF0123456789ABCDEF01234567";
+    let result = balcao_build(
+        &repo().join("recipes/balcao-virtual.toml"),
+        out.path(),
+        &["--repo", &standin.repo_arg(wrong), "--lockfile", "/nonexistent/never-written.lock"],
+    );
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(wrong) && stderr.contains(&standin.fingerprint()), "{stderr}");
+    assert!(stderr.contains("recipe pins"), "{stderr}");
+    let files: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
+    assert!(files.is_empty(), "the failed build left files");
+}
+
+#[test]
+fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
+    let standin = Standin::start();
+    let out = test_dir().join("balcao-virtual");
+    let _ = std::fs::remove_dir_all(&out);
+    let lock_dir = tempfile::tempdir().unwrap();
+    let lock = lock_dir.path().join("balcao-virtual.lock");
+    let repo_arg = standin.repo_arg(&standin.fingerprint());
+    let lock_arg = lock.display().to_string();
+
+    let result = balcao_build(
+        &repo().join("recipes/balcao-virtual.toml"),
+        &out,
+        &["--format", "raw,qcow2", "--repo", &repo_arg, "--lockfile", &lock_arg],
+    );
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    eprintln!("{}", String::from_utf8_lossy(&result.stdout));
+    let locked = std::fs::read_to_string(&lock).unwrap();
+    assert!(locked.contains("name = \"jitsi-meet\"") && locked.contains("sha256 = "), "{locked}");
+    let raw = out.join("balcao-virtual-0.1.0.raw");
+
+    // A package that no longer matches the lockfile stops the build.
+    let altered_dir = tempfile::tempdir().unwrap();
+    let altered = altered_dir.path().join("altered.lock");
+    let mut text = locked.clone();
+    let at = text.find("sha256 = \"").unwrap() + 10;
+    text.replace_range(at..at + 8, "00000000");
+    std::fs::write(&altered, text).unwrap();
+    let refused = balcao_build(
+        &repo().join("recipes/balcao-virtual.toml"),
+        altered_dir.path(),
+        &["--format", "raw", "--repo", &repo_arg, "--lockfile", &altered.display().to_string()],
+    );
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("the package was altered") && stderr.contains("--update-lock"), "{stderr}");
+    assert!(!altered_dir.path().join("balcao-virtual-0.1.0.raw").exists());
+
+    // First boot from a NoCloud preseed.
+    let dir = tempfile::tempdir().unwrap();
+    let key = SshKey::new();
+    let setup = format!(
+        "domain = \"{DOMAIN}\"\nemail = \"ti@tjteste.jus.br\"\n[admin]\nuser = \"atendimento\"\npassword = \"{STAFF_PASSWORD}\"\n[tls]\nmode = \"self-signed\"\n"
+    );
+    let seed = nocloud_seed(dir.path(), &key, Some(&setup), "appliance-1");
+    let ssh_port = balcao::qemu::free_port().unwrap();
+    let https_port = balcao::qemu::free_port().unwrap();
+    let mut spec = BootSpec::new(&out.join("balcao-virtual-0.1.0.qcow2"), Firmware::Uefi);
+    spec.memory_mib = 3072;
+    spec.ssh_port = Some(ssh_port);
+    spec.forwards = vec![(https_port, 443)];
+    spec.extra_drives = vec![seed];
+
+    let _slot = vm_slot();
+    let mut vm = Vm::start(&spec).unwrap();
+    vm.wait_for(" login:", Duration::from_secs(1200))
+        .unwrap_or_else(|e| panic!("first boot of the appliance: {e}"));
+    eprintln!("appliance: power-on to login prompt (Jitsi installed) in {:.1} s", vm.elapsed().as_secs_f64());
+    wait_for_ssh(&key, ssh_port, Duration::from_secs(120));
+
+    let status = ssh(&key, ssh_port, "balcaoctl status");
+    assert_eq!(status.0, 0, "balcaoctl status reports a problem:\n{}", status.1);
+    let installed = ssh_ok(&key, ssh_port, "dpkg-query -W -f '${Package} ${Status}\\n' jitsi-meet jitsi-meet-prosody jicofo jitsi-videobridge2");
+    assert_eq!(installed.matches("install ok installed").count(), 4, "{installed}");
+
+    // The firewall as required.
+    let ufw = ssh_ok(&key, ssh_port, "ufw status");
+    for rule in ["22/tcp", "80/tcp", "443/tcp", "10000/udp", "3478/udp", "5349/tcp"] {
+        assert!(ufw.contains(rule), "{ufw}");
+    }
+    for closed in ["5222", "5269", "5280", "8080", "8888", "4443"] {
+        assert!(!ufw.contains(closed), "port {closed} open:\n{ufw}");
+    }
+
+    // HTTPS through nginx, from the host.
+    let page = run(Command::new("curl")
+        .args(["-sk", "--max-time", "30", "--resolve", &format!("{DOMAIN}:{https_port}:127.0.0.1")])
+        .arg(format!("https://{DOMAIN}:{https_port}/")));
+    assert!(page.contains("<html"), "nginx did not serve a page:\n{page}");
+
+    // Real XMPP logins.
+    let (code, text) = xmpp_login(&key, ssh_port, DOMAIN, None);
+    assert_eq!(code, 1, "anonymous login to {DOMAIN} must be refused: {text}");
+    let (code, text) = xmpp_login(&key, ssh_port, &format!("atendimento@{DOMAIN}"), Some(STAFF_PASSWORD));
+    assert_eq!(code, 0, "the staff account must log in: {text}");
+    let (code, text) = xmpp_login(&key, ssh_port, &format!("atendimento@{DOMAIN}"), Some("senha-errada-0000"));
+    assert_eq!(code, 1, "a wrong password must be refused: {text}");
+    let (code, text) = xmpp_login(&key, ssh_port, &format!("guest.{DOMAIN}"), None);
+    assert_eq!(code, 0, "anonymous login to guest.{DOMAIN} must work: {text}");
+
+    // No secret of this instance is in the image file.
+    let secrets = ssh_ok(
+        &key,
+        ssh_port,
+        "set -e; cat /etc/machine-id; \
+         hocon -f /etc/jitsi/videobridge/jvb.conf get videobridge.apis.xmpp-client.configs.shard.PASSWORD 2>/dev/null || true; \
+         hocon -f /etc/jitsi/jicofo/jicofo.conf get jicofo.xmpp.client.password 2>/dev/null || true; \
+         sed -n 's/.*external_service_secret *= *\"\\(.*\\)\".*/\\1/p' /etc/prosody/conf.avail/*.cfg.lua; \
+         sed -n 's/^static-auth-secret=//p' /etc/turnserver.conf; \
+         awk '{print $2}' /etc/ssh/ssh_host_ed25519_key.pub",
+    );
+    let secrets: Vec<&str> = secrets.lines().map(|l| l.trim().trim_matches('"')).filter(|l| l.len() >= 16).collect();
+    assert!(secrets.len() >= 4, "too few secrets found to compare: {secrets:?}");
+    let patterns = dir.path().join("secrets");
+    std::fs::write(&patterns, secrets.join("\n")).unwrap();
+    let found = Command::new("grep")
+        .args(["-a", "-c", "-F", "-f"])
+        .arg(&patterns)
+        .arg(&raw)
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&found.stdout).trim(),
+        "0",
+        "a secret of the running appliance is also in the image file"
+    );
+}
