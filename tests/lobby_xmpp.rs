@@ -236,7 +236,9 @@ fn free_port() -> u16 {
 
 /// A Jitsi-shaped host file for loopback: staff on DOMAIN, anonymous guests
 /// on guest.DOMAIN (prosody's own `anonymous`: Jitsi's `jitsi-anonymous` is
-/// not on this host), the conference component without our module yet, and
+/// not on this host), the conference component without our module yet but
+/// with a test-only one that opens rooms behind the forms' back
+/// (tests/lobby/plugins/), and
 /// everything prosody writes kept under `dir`. No certificates, so no TLS:
 /// loopback only.
 fn test_config(dir: &Path, port: u16) -> String {
@@ -244,7 +246,7 @@ fn test_config(dir: &Path, port: u16) -> String {
     let plugins = plugin_source();
     format!(
         r#"-- balcao's private-room test (tests/lobby_xmpp.rs); loopback only.
-plugin_paths = {{ "{plugins}" }}
+plugin_paths = {{ "{plugins}", "{test_plugins}" }}
 run_as_root = true
 pidfile = "{d}/prosody.pid"
 data_path = "{d}/data"
@@ -270,9 +272,11 @@ Component "conference.{DOMAIN}" "muc"
     muc_room_locking = false
     modules_enabled = {{
         "muc_mam";
+        "balcao_test_open_room";
     }}
 "#,
-        plugins = plugins.display()
+        plugins = plugins.display(),
+        test_plugins = crate_root().join("tests/lobby/plugins").display(),
     )
 }
 

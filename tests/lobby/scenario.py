@@ -28,6 +28,7 @@ from slixmpp.exceptions import IqError, IqTimeout
 MUC = "http://jabber.org/protocol/muc"
 MUC_USER = "http://jabber.org/protocol/muc#user"
 LOBBY = "urn:balcao:lobby"
+OPEN_ROOM = "urn:balcao:test:open-room"  # tests/lobby/plugins/mod_balcao_test_open_room.lua
 STEP_TIMEOUT = 10
 
 
@@ -125,6 +126,14 @@ class Client(slixmpp.ClientXMPP):
         return ("ok", [(i.get("jid"), i.get("nick")) for i in items])
 
 
+    async def open_room_behind_the_forms_back(self, room):
+        """Asks the test-only plugin to switch members-only off directly."""
+        iq = self.make_iq_set(ito=room)
+        iq.append(ET.Element(f"{{{OPEN_ROOM}}}open"))
+        reply = await iq.send(timeout=STEP_TIMEOUT)
+        return reply.xml.find(f"{{{OPEN_ROOM}}}open").get("members-only")
+
+
 async def start(client, port):
     client.connect("127.0.0.1", port)
     await asyncio.wait_for(client.started, STEP_TIMEOUT)
@@ -211,6 +220,16 @@ async def scenario(args):
     outcome = await guest_b.attempt_join(room, "Bruno")
     check(outcome == ("error", "registration-required"),
           f"guest B is still refused after the attempt (got {outcome})")
+
+    # Another plugin switches members-only off directly: the next join
+    # decision switches it back on before letting anyone in.
+    after = await staff.open_room_behind_the_forms_back(room)
+    check(after == "false", "a plugin switched members-only off behind the forms' back (test module)")
+    outcome = await guest_b.attempt_join(room, "Bruno")
+    check(outcome == ("error", "registration-required"),
+          f"guest B is still refused after that (got {outcome})")
+    features = await staff.room_features(room)
+    check("muc_membersonly" in features, "sala1 is members-only again")
 
     # A leaves: the membership goes with them.
     await guest_a.leave(room, "Ana")
