@@ -21,6 +21,7 @@ use balcao::command::{require_tools, Cmd, CommandError, HostTool};
 const DOMAIN: &str = "balcao.tjxx.jus.br";
 const STAFF_USER: &str = "atendente";
 const STAFF_PASSWORD: &str = "senha de teste do balcao";
+const FOCUS_PASSWORD: &str = "focusPasswordForTests";
 
 fn crate_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -235,7 +236,8 @@ fn free_port() -> u16 {
 }
 
 /// A Jitsi-shaped host file for loopback: staff on DOMAIN, anonymous guests
-/// on guest.DOMAIN (prosody's own `anonymous`: Jitsi's `jitsi-anonymous` is
+/// on guest.DOMAIN, jicofo's focus account on auth.DOMAIN (an admin of the
+/// conference component, as in Jitsi's template) (prosody's own `anonymous`: Jitsi's `jitsi-anonymous` is
 /// not on this host), the conference component without our module yet but
 /// with a test-only one that opens rooms behind the forms' back
 /// (tests/lobby/plugins/), and
@@ -267,9 +269,13 @@ VirtualHost "{DOMAIN}"
 VirtualHost "guest.{DOMAIN}"
     authentication = "anonymous"
 
+VirtualHost "auth.{DOMAIN}"
+    authentication = "internal_hashed"
+
 Component "conference.{DOMAIN}" "muc"
     storage = "memory"
     muc_room_locking = false
+    admins = {{ "focus@auth.{DOMAIN}" }}
     modules_enabled = {{
         "muc_mam";
         "balcao_test_open_room";
@@ -313,6 +319,15 @@ fn two_guests_knock_and_only_the_admitted_one_enters() {
         .add_staff(&staff, STAFF_PASSWORD)
         .unwrap_or_else(|e| panic!("registering the staff account: {e}"));
 
+    // Jicofo's account, as jitsi-meet-prosody registers it.
+    Cmd::new("prosodyctl")
+        .arg("--config")
+        .arg(&config)
+        .args(["adduser", &format!("focus@auth.{DOMAIN}")])
+        .stdin(format!("{FOCUS_PASSWORD}\n{FOCUS_PASSWORD}\n"))
+        .run()
+        .unwrap_or_else(|e| panic!("registering focus@auth.{DOMAIN}: {e}"));
+
     let log = dir.path().join("prosody.log");
     let prosody = Prosody::start(&config, &log, port);
     let run = Cmd::new("python3")
@@ -320,6 +335,7 @@ fn two_guests_knock_and_only_the_admitted_one_enters() {
         .args(["--port", &port.to_string(), "--domain", DOMAIN, "--staff"])
         .arg(STAFF_USER)
         .env("BALCAO_STAFF_PASSWORD", STAFF_PASSWORD)
+        .env("BALCAO_FOCUS_PASSWORD", FOCUS_PASSWORD)
         .run();
     match run {
         Ok(out) => {
@@ -331,6 +347,15 @@ fn two_guests_knock_and_only_the_admitted_one_enters() {
             assert!(
                 log_says(&prosody, "was admitted to sala1@conference."),
                 "prosody's log does not show the admission:\n{}",
+                prosody.log_tail()
+            );
+            // What Jitsi's lobby plugin would act on (the test plugin logs it).
+            assert!(
+                log_says(
+                    &prosody,
+                    "a lobby room was requested for sala1@conference.balcao.tjxx.jus.br (members-only: true)"
+                ),
+                "the module did not ask for a Jitsi lobby room:\n{}",
                 prosody.log_tail()
             );
         }

@@ -7,10 +7,12 @@ guest.DOMAIN) go through the story the module must guarantee: a guest who
 comes before staff waits and does not create the room; staff open it and own
 it; two guests who knock are both refused and listed in order of arrival;
 staff admit one, and only that one gets in; members-only cannot be switched
-off; a guest who leaves loses the membership.
+off; a guest who leaves loses the membership; Jitsi's focus account
+(focus@auth.DOMAIN) still creates and configures rooms.
 
 Usage (tests/lobby_xmpp.rs runs it):
-    BALCAO_STAFF_PASSWORD=... scenario.py --port PORT --domain DOMAIN --staff USER
+    BALCAO_STAFF_PASSWORD=... BALCAO_FOCUS_PASSWORD=... \
+        scenario.py --port PORT --domain DOMAIN --staff USER
 
 Prints one line per checked step and exits 1 on the first failed check.
 """
@@ -240,7 +242,37 @@ async def scenario(args):
     check(outcome == ("error", "registration-required"),
           f"guest A cannot come back in without a new admission (got {outcome})")
 
-    for client in (staff, guest_a, guest_b):
+    # Jicofo's account (focus@auth.DOMAIN, a component admin) creates rooms
+    # before staff come and configures them: that keeps working, and the
+    # room stays closed to guests all the same.
+    focus_password = os.environ.get("BALCAO_FOCUS_PASSWORD")
+    if not focus_password:
+        raise Failed("BALCAO_FOCUS_PASSWORD is not set")
+    focus = await start(Client(f"focus@auth.{domain}", focus_password, "focus"), args.port)
+    room2 = f"sala2@conference.{domain}"
+    outcome = await focus.attempt_join(room2, "focus")
+    check(outcome == ("joined", "owner"), f"focus creates sala2 before staff (got {outcome})")
+    answer = focus.plugin["xep_0004"].make_form(ftype="submit")
+    answer.add_field(var="FORM_TYPE", ftype="hidden",
+                     value="http://jabber.org/protocol/muc#roomconfig")
+    answer.add_field(var="muc#roomconfig_membersonly", ftype="boolean", value=False)
+    try:
+        await focus.plugin["xep_0045"].set_room_config(room2, answer, timeout=STEP_TIMEOUT)
+        focus_form = "accepted"
+    except IqError as e:
+        focus_form = e.condition
+    check(focus_form == "accepted", f"focus's configuration form is accepted (got {focus_form})")
+    features = await staff.room_features(room2)
+    check("muc_membersonly" in features, "sala2 stays members-only after focus's form")
+    outcome = await guest_b.attempt_join(room2, "Bruno")
+    check(outcome == ("error", "registration-required"),
+          f"guest B is refused from sala2 (got {outcome})")
+    outcome = await staff.attempt_join(room2, "Atendente")
+    check(outcome == ("joined", "owner"), f"staff join focus's sala2 as owner (got {outcome})")
+    listing = await staff.waiting_list(room2)
+    check(listing == ("ok", [(b, "Bruno")]), f"sala2's waiting list is [B] (got {listing})")
+
+    for client in (staff, guest_a, guest_b, focus):
         client.disconnect()
 
 

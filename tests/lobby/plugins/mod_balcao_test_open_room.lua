@@ -24,3 +24,11 @@ module:hook("iq-set/bare/" .. XMLNS .. ":open", function(event)
 	}));
 	return true;
 end);
+
+-- Stands for Jitsi's muc_lobby_rooms too: it attaches a lobby room when the
+-- global "create-lobby-room" event names a room. Here that is only logged,
+-- for tests/lobby_xmpp.rs to find.
+module:hook_global("create-lobby-room", function(event)
+	module:log("info", "test: a lobby room was requested for %s (members-only: %s)",
+		event.room.jid, tostring(event.room:get_members_only()));
+end);

@@ -26,6 +26,10 @@
 --                          (default: { "auth." .. balcao_staff_host })
 --   balcao_lobby_knock_ttl seconds a knock stays on the waiting list
 --                          (default: 28800, a working day)
+--   balcao_attach_jitsi_lobby  ask Jitsi's muc_lobby_rooms, through its global
+--                          "create-lobby-room" event, to give each new room
+--                          its lobby room, so Jitsi's clients have somewhere
+--                          to wait (default: true; harmless without Jitsi)
 --
 -- Built on prosody 0.12's MUC events only; the event names and their
 -- arguments are those of prosody's modules/muc/muc.lib.lua and mod_muc.lua.
@@ -45,6 +49,7 @@ local default_staff_host = module.host:gsub("^[^%.]+%.", "");
 local staff_host = module:get_option_string("balcao_staff_host", default_staff_host);
 local system_hosts = module:get_option_set("balcao_system_hosts", { "auth." .. staff_host });
 local knock_ttl = module:get_option_number("balcao_lobby_knock_ttl", 8 * 3600);
+local attach_jitsi_lobby = module:get_option_boolean("balcao_attach_jitsi_lobby", true);
 
 -- The component's own mod_muc (this module is useless anywhere else).
 local muc = module:depends("muc");
@@ -170,18 +175,29 @@ end, 0.5);
 
 module:hook("muc-room-created", function(event)
 	keep_members_only(event.room, "room created");
+	if attach_jitsi_lobby then
+		-- Jitsi's muc_lobby_rooms listens for this global event (its
+		-- persistent_lobby module fires it) and gives the room a lobby room
+		-- on lobby.DOMAIN, which is where Jitsi's clients wait. Without that
+		-- plugin nobody listens and nothing happens.
+		prosody.events.fire_event("create-lobby-room", { room = event.room });
+		module:log("debug", "asked for a Jitsi lobby room for %s", event.room.jid);
+	end
 end, 100);
 
 module:hook("muc-room-restored", function(event)
 	keep_members_only(event.room, "room restored from storage");
 end, 100);
 
--- An owner's configuration form that switches members-only off is refused
--- as a whole, before mod_muc (priority -2) applies any of it.
+-- A configuration form that switches members-only off is refused as a
+-- whole, before mod_muc (priority -2) applies any of it. Forms from system
+-- accounts (jicofo configures the rooms it creates) are not refused: only
+-- their members-only "false" is ignored, by the handler below.
 module:hook("iq-set/bare/" .. MUC_OWNER_XMLNS .. ":query", function(event)
 	local origin, stanza = event.origin, event.stanza;
 	local form = stanza.tags[1]:get_child("x", "jabber:x:data");
 	if not form or form.attr.type ~= "submit" then return; end
+	if kind_of(stanza.attr.from) == "system" then return; end
 	for field in form:childtags("field") do
 		if field.attr.var == MEMBERS_ONLY_FIELD then
 			local value = field:get_child_text("value");
