@@ -43,6 +43,7 @@ pub mod accounts;
 pub mod check;
 mod config_js;
 mod hocon;
+pub mod lobby;
 mod prosody;
 
 use std::fmt;
