@@ -24,8 +24,8 @@ struct Standin {
 }
 
 impl Standin {
-    fn start() -> Standin {
-        let dir = test_dir().join("standin");
+    fn start(name: &str) -> Standin {
+        let dir = test_dir().join(name);
         let _ = std::fs::remove_dir_all(&dir);
         run(Command::new(repo().join("tests/standin/build-repo")).arg(&dir));
         let port = balcao::qemu::free_port().unwrap();
@@ -113,7 +113,7 @@ fn xmpp_login(key: &SshKey, ssh_port: u16, jid: &str, password: Option<&str>) ->
 
 #[test]
 fn a_wrong_pinned_fingerprint_stops_the_build_and_names_both() {
-    let standin = Standin::start();
+    let standin = Standin::start("standin-wrong-key");
     let out = tempfile::tempdir().unwrap();
     let wrong = "0123456789ABCDEF0123456789ABCDEF01234567";
     let result = balcao_build(
@@ -131,7 +131,7 @@ fn a_wrong_pinned_fingerprint_stops_the_build_and_names_both() {
 
 #[test]
 fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
-    let standin = Standin::start();
+    let standin = Standin::start("standin");
     let out = test_dir().join("balcao-virtual");
     let _ = std::fs::remove_dir_all(&out);
     let lock_dir = tempfile::tempdir().unwrap();
