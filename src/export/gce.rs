@@ -37,17 +37,17 @@ fn write(raw: &Path, raw_size: u64, size: u64, out: &Path) -> Result<(), ExportE
         .open(out)
         .map_err(io_err("open", out))?;
     let written = (|| -> io::Result<()> {
-        let gz = GzEncoder::new(
-            BufWriter::with_capacity(1 << 20, file),
-            Compression::default(),
-        );
-        let mut tar = tar::Builder::new(gz);
+        // Level 1: about eight times faster than the default on the long zero
+        // runs of a mostly empty disk, for a few percent more on its data.
+        let gz = GzEncoder::new(BufWriter::with_capacity(1 << 20, file), Compression::fast());
+        // The tar writer copies in 8 KiB pieces; the compressor is fed whole MiB.
+        let mut tar = tar::Builder::new(BufWriter::with_capacity(1 << 20, gz));
         let header = regular_header(MEMBER, size, archive_mtime())?;
         let data = input
             .take(raw_size)
             .chain(io::repeat(0).take(size - raw_size));
         tar.append(&header, data)?;
-        let gz = tar.into_inner()?;
+        let gz = tar.into_inner()?.into_inner().map_err(|e| e.into_error())?;
         let mut buffered = gz.finish()?;
         buffered.flush()?;
         buffered.get_ref().sync_all()
