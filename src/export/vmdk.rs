@@ -96,10 +96,8 @@ pub fn write_stream_optimized(
         .open(out)
         .map_err(io_err("create", out))?;
     let mut writer = StreamWriter::new(BufWriter::with_capacity(1 << 20, file), raw_size);
-    let result = writer
-        .write_all_grains(input, raw)
-        .and_then(|()| writer.finish(extent_name).map_err(io_err("write", out)));
-    result
+    writer.write_all_grains(input, raw, out)?;
+    writer.finish(extent_name).map_err(io_err("write", out))
 }
 
 struct StreamWriter<W: Write + Seek> {
@@ -137,10 +135,15 @@ impl<W: Write + Seek> StreamWriter<W> {
         self.capacity_sectors.div_ceil(GRAIN_SECTORS)
     }
 
-    fn write_all_grains(&mut self, mut input: File, raw: &Path) -> Result<(), ExportError> {
+    fn write_all_grains(
+        &mut self,
+        mut input: File,
+        raw: &Path,
+        out: &Path,
+    ) -> Result<(), ExportError> {
         let wrap = |e| ExportError::Io {
-            action: "write the VMDK for",
-            path: raw.to_owned(),
+            action: "write",
+            path: out.to_owned(),
             source: e,
         };
 
@@ -377,7 +380,8 @@ mod tests {
         std::fs::write(&raw, &disk).unwrap();
 
         let mut w = StreamWriter::new(Cursor::new(Vec::new()), size);
-        w.write_all_grains(File::open(&raw).unwrap(), &raw).unwrap();
+        w.write_all_grains(File::open(&raw).unwrap(), &raw, Path::new("mem"))
+            .unwrap();
         let info = w.finish("d.vmdk").unwrap();
         assert_eq!(info.grains, 3);
         assert_eq!(info.capacity, size);
