@@ -48,10 +48,12 @@ pub(super) fn export(
 ) -> Result<(), ExportError> {
     let names = Names::new(appliance);
 
-    // The disk is written and checked on its own first (it is removed when
-    // `disk` goes out of scope).
+    // The disk is written and its metadata checked on its own first (it is
+    // removed when `disk` goes out of scope); its content is compared with
+    // the raw disk once, inside the finished OVA.
     let disk = Staged::new(out_dir, &out_dir.join(&names.disk))?;
-    let info = vmdk::export(raw, disk.path(), &names.disk)?;
+    let info = vmdk::write_stream_optimized(raw, disk.path(), &names.disk)?;
+    qemu_img::check(Format::Ova, "vmdk", disk.path())?;
     debug_assert_eq!(info.capacity, raw_size.div_ceil(512) * 512);
     let disk_size = std::fs::metadata(disk.path())
         .map_err(io_err("stat", disk.path()))?
