@@ -206,3 +206,43 @@ fn every_format_of_a_disk_that_is_not_whole_mib() {
     let disk = synthetic_disk(64 * MIB + 7 * 512);
     check_all(&disk);
 }
+
+/// Timings on a larger disk (2 GiB, 320 MiB of half-compressible data), for
+/// a person to read: `cargo test --release --test export_formats
+/// timings_of_a_2_gib_disk -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timings_of_a_2_gib_disk() {
+    use std::io::{Seek, SeekFrom, Write};
+    require_qemu_img();
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("disk.raw");
+    let mut file = std::fs::File::create(&raw).unwrap();
+    file.set_len(2 * GIB).unwrap();
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    for start in [0, 300 * MIB, 1024 * MIB, 2 * GIB - 64 * MIB] {
+        let mut data = vec![0u8; 80 * MIB as usize];
+        for chunk in data.chunks_mut(8) {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // Half the bits random, half fixed: compresses to about half.
+            let v = rng & 0x0f0f_0f0f_0f0f_0f0f | 0x4040_4040_4040_4040;
+            chunk.copy_from_slice(&v.to_le_bytes()[..chunk.len()]);
+        }
+        file.seek(SeekFrom::Start(start.min(2 * GIB - 80 * MIB)))
+            .unwrap();
+        file.write_all(&data).unwrap();
+    }
+    drop(file);
+    let out = tempfile::tempdir().unwrap();
+    for format in Format::ALL {
+        let started = Instant::now();
+        let path = export::export(&raw, format, out.path(), &appliance(Firmware::Efi)).unwrap();
+        eprintln!(
+            "timing: {format} of a 2 GiB disk (320 MiB data) in {:.1}s -> {} bytes",
+            started.elapsed().as_secs_f64(),
+            std::fs::metadata(&path).unwrap().len()
+        );
+    }
+}
