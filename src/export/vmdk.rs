@@ -111,7 +111,6 @@ struct StreamWriter<W: Write + Seek> {
     /// CRC-32 of every written grain's LBA and data: the descriptor's CID,
     /// so the same disk always gives the same file.
     content: crc32fast::Hasher,
-    compressed: Vec<u8>,
 }
 
 impl<W: Write + Seek> StreamWriter<W> {
@@ -127,7 +126,6 @@ impl<W: Write + Seek> StreamWriter<W> {
             grain_table: vec![0; GTES_PER_GT as usize],
             grains: 0,
             content: crc32fast::Hasher::new(),
-            compressed: Vec::with_capacity(GRAIN_BYTES + 1024),
         }
     }
 
@@ -156,37 +154,46 @@ impl<W: Write + Seek> StreamWriter<W> {
             .map_err(wrap)?;
         self.next = OVERHEAD_SECTORS;
 
-        let mut grain = vec![0u8; GRAIN_BYTES];
+        // Grains are read in batches and compressed on every core; they are
+        // written in order, so the file does not depend on the thread count.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
         let grain_count = self.grain_count();
-        for index in 0..grain_count {
-            let n = read_full(&mut input, &mut grain).map_err(io_err("read", raw))?;
+        let mut batch = vec![0u8; BATCH_GRAINS * GRAIN_BYTES];
+        let mut first = 0u64;
+        while first < grain_count {
+            let count = (grain_count - first).min(BATCH_GRAINS as u64) as usize;
+            let data = &mut batch[..count * GRAIN_BYTES];
+            let n = read_full(&mut input, data).map_err(io_err("read", raw))?;
             // The last grain of a disk that is not a multiple of 64 KiB is
             // padded with zeros: readers expect whole grains.
-            grain[n..].fill(0);
-            if !is_zero(&grain) {
-                self.write_grain(index, &grain).map_err(wrap)?;
+            data[n..].fill(0);
+            let compressed = compress_batch(data, threads).map_err(wrap)?;
+
+            for (offset, zlib) in compressed.into_iter().enumerate() {
+                let index = first + offset as u64;
+                if let Some(zlib) = zlib {
+                    let plain = &data[offset * GRAIN_BYTES..(offset + 1) * GRAIN_BYTES];
+                    self.write_grain(index, plain, &zlib).map_err(wrap)?;
+                }
+                let last_in_table = index % GTES_PER_GT == GTES_PER_GT - 1;
+                if last_in_table || index == grain_count - 1 {
+                    self.write_grain_table(index / GTES_PER_GT).map_err(wrap)?;
+                }
             }
-            let last_in_table = index % GTES_PER_GT == GTES_PER_GT - 1;
-            if last_in_table || index == grain_count - 1 {
-                self.write_grain_table(index / GTES_PER_GT).map_err(wrap)?;
-            }
+            first += count as u64;
         }
         Ok(())
     }
 
-    fn write_grain(&mut self, index: u64, data: &[u8]) -> io::Result<()> {
+    /// Writes one grain marker and its compressed data, padded to a sector.
+    fn write_grain(&mut self, index: u64, plain: &[u8], zlib: &[u8]) -> io::Result<()> {
         let lba = index * GRAIN_SECTORS;
-        self.compressed.clear();
-        let mut encoder = ZlibEncoder::new(&mut self.compressed, Compression::default());
-        encoder.write_all(data)?;
-        encoder.finish()?;
-
         let mut marker = [0u8; 12];
         marker[..8].copy_from_slice(&lba.to_le_bytes());
-        marker[8..].copy_from_slice(&(self.compressed.len() as u32).to_le_bytes());
+        marker[8..].copy_from_slice(&(zlib.len() as u32).to_le_bytes());
         self.out.write_all(&marker)?;
-        self.out.write_all(&self.compressed)?;
-        let used = 12 + self.compressed.len() as u64;
+        self.out.write_all(zlib)?;
+        let used = 12 + zlib.len() as u64;
         let padded = used.div_ceil(SECTOR) * SECTOR;
         self.out.write_all(&vec![0u8; (padded - used) as usize])?;
 
@@ -194,7 +201,7 @@ impl<W: Write + Seek> StreamWriter<W> {
         self.next += padded / SECTOR;
         self.grains += 1;
         self.content.update(&lba.to_le_bytes());
-        self.content.update(data);
+        self.content.update(plain);
         Ok(())
     }
 
@@ -258,6 +265,43 @@ impl<W: Write + Seek> StreamWriter<W> {
             grains: self.grains,
         })
     }
+}
+
+/// Grains read and compressed at a time (8 MiB).
+const BATCH_GRAINS: usize = 128;
+
+/// Compresses each 64 KiB grain of `data` (zlib, default level) on up to
+/// `threads` threads; `None` for an all-zero grain, which is not written.
+fn compress_batch(data: &[u8], threads: usize) -> io::Result<Vec<Option<Vec<u8>>>> {
+    let grains: Vec<&[u8]> = data.chunks(GRAIN_BYTES).collect();
+    let per_thread = grains.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = grains
+            .chunks(per_thread)
+            .map(|part| {
+                scope.spawn(move || part.iter().map(|g| compress_grain(g)).collect::<Vec<_>>())
+            })
+            .collect();
+        let mut all = Vec::with_capacity(grains.len());
+        for worker in workers {
+            let part = worker
+                .join()
+                .map_err(|_| io::Error::other("a VMDK compression thread panicked"))?;
+            for grain in part {
+                all.push(grain?);
+            }
+        }
+        Ok(all)
+    })
+}
+
+fn compress_grain(grain: &[u8]) -> io::Result<Option<Vec<u8>>> {
+    if is_zero(grain) {
+        return Ok(None);
+    }
+    let mut encoder = ZlibEncoder::new(Vec::with_capacity(grain.len() / 2), Compression::default());
+    encoder.write_all(grain)?;
+    encoder.finish().map(Some)
 }
 
 fn sector_u32(sector: u64) -> io::Result<u32> {
@@ -362,6 +406,20 @@ mod tests {
         assert_eq!(&h[73..77], b"\n \r\n");
         assert_eq!(u16::from_le_bytes(h[77..79].try_into().unwrap()), 1);
         assert!(h[79..].iter().all(|&b| b == 0));
+    }
+
+    #[test]
+    fn thread_count_does_not_change_the_output() {
+        let mut data = vec![0u8; 5 * GRAIN_BYTES];
+        for (i, b) in data.iter_mut().enumerate().skip(GRAIN_BYTES) {
+            *b = (i % 251) as u8;
+        }
+        data[3 * GRAIN_BYTES..4 * GRAIN_BYTES].fill(0);
+        let one = compress_batch(&data, 1).unwrap();
+        let three = compress_batch(&data, 3).unwrap();
+        assert_eq!(one, three);
+        let present: Vec<bool> = one.iter().map(Option::is_some).collect();
+        assert_eq!(present, [false, true, true, false, true]);
     }
 
     /// Writes a small disk into memory and walks the stream: grain markers
