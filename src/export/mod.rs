@@ -212,6 +212,9 @@ pub enum ExportError {
     #[error("the raw disk {path} cannot be exported: {reason}")]
     RawDisk { path: PathBuf, reason: String },
 
+    #[error("cannot use the OVA {path}: {reason}")]
+    Archive { path: PathBuf, reason: String },
+
     #[error("could not {action} {path}: {source}")]
     Io {
         action: &'static str,

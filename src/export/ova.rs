@@ -243,9 +243,9 @@ pub struct OvaMember {
 pub fn ova_members(ova: &Path) -> Result<Vec<OvaMember>, ExportError> {
     let mut file = File::open(ova).map_err(io_err("open", ova))?;
     let len = file.metadata().map_err(io_err("stat", ova))?.len();
-    let bad = |reason: String| ExportError::RawDisk {
+    let bad = |reason: String| ExportError::Archive {
         path: ova.to_owned(),
-        reason: format!("it is not a readable tar archive: {reason}"),
+        reason: format!("it is not a readable tar archive ({reason})"),
     };
 
     let mut members = Vec::new();
@@ -330,7 +330,7 @@ pub fn extract_member(ova: &Path, name: &str, dest: &Path) -> Result<(), ExportE
     let member = ova_members(ova)?
         .into_iter()
         .find(|m| m.name == name)
-        .ok_or_else(|| ExportError::RawDisk {
+        .ok_or_else(|| ExportError::Archive {
             path: ova.to_owned(),
             reason: format!("it has no member named {name}"),
         })?;
@@ -340,7 +340,7 @@ pub fn extract_member(ova: &Path, name: &str, dest: &Path) -> Result<(), ExportE
     let mut out = File::create(dest).map_err(io_err("create", dest))?;
     let copied = io::copy(&mut file.take(member.size), &mut out).map_err(io_err("write", dest))?;
     if copied != member.size {
-        return Err(ExportError::RawDisk {
+        return Err(ExportError::Archive {
             path: ova.to_owned(),
             reason: format!(
                 "member {name} is truncated ({copied} of {} bytes)",
@@ -357,7 +357,7 @@ pub fn extract_ova_disk(ova: &Path, dest: &Path) -> Result<String, ExportError> 
         .into_iter()
         .map(|m| m.name)
         .find(|n| n.ends_with(".vmdk"))
-        .ok_or_else(|| ExportError::RawDisk {
+        .ok_or_else(|| ExportError::Archive {
             path: ova.to_owned(),
             reason: "it holds no .vmdk disk".into(),
         })?;
