@@ -73,8 +73,7 @@ impl Cmd {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        self.args
-            .extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
         self
     }
 
@@ -146,7 +145,9 @@ impl Cmd {
             })),
             _ => None,
         };
-        let output = child.wait_with_output().map_err(|e| self.spawn_error(e))?;
+        let output = child
+            .wait_with_output()
+            .map_err(|e| self.spawn_error(e))?;
         if let Some(feeder) = feeder {
             let _ = feeder.join();
         }
@@ -307,18 +308,9 @@ mod tests {
     #[test]
     fn missing_tools_are_listed_with_their_package() {
         let err = require_tools(&[
-            HostTool {
-                program: "sh",
-                package: "dash",
-            },
-            HostTool {
-                program: "no-such-tool-1",
-                package: "pkg-a",
-            },
-            HostTool {
-                program: "no-such-tool-2",
-                package: "pkg-a",
-            },
+            HostTool { program: "sh", package: "dash" },
+            HostTool { program: "no-such-tool-1", package: "pkg-a" },
+            HostTool { program: "no-such-tool-2", package: "pkg-a" },
         ])
         .unwrap_err();
         assert_eq!(err.programs, ["no-such-tool-1", "no-such-tool-2"]);

@@ -4,11 +4,7 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(
-    name = "balcaoctl",
-    version,
-    about = "Configura e administra o appliance Balcão Virtual"
-)]
+#[command(name = "balcaoctl", version, about = "Configura e administra o appliance Balcão Virtual")]
 struct Cli {
     /// Mostra mais detalhes (-v: comandos executados)
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
