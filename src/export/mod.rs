@@ -233,7 +233,8 @@ pub enum ExportError {
 
     #[error(
         "the {format} file {path} failed its check against the raw disk: {detail}\n\
-         it was removed and nothing was published; this is a bug in the export, please report it"
+         it was removed and nothing was published; check that nothing wrote to the raw disk \
+         during the export and run it again, and report a bug if it fails the same way"
     )]
     Verify {
         format: Format,
