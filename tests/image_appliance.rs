@@ -30,7 +30,14 @@ impl Standin {
         run(Command::new(repo().join("tests/standin/build-repo")).arg(&dir));
         let port = balcao::qemu::free_port().unwrap();
         let server = Command::new("python3")
-            .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory"])
+            .args([
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                &port.to_string(),
+                "--directory",
+            ])
             .arg(&dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -85,11 +92,25 @@ fn xmpp_login(key: &SshKey, ssh_port: u16, jid: &str, password: Option<&str>) ->
     let local = balcao::qemu::free_port().unwrap();
     let mut tunnel = Command::new("ssh")
         .args([
-            "-N", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "LogLevel=ERROR", "-o", "ExitOnForwardFailure=yes", "-i",
+            "-N",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ExitOnForwardFailure=yes",
+            "-i",
         ])
         .arg(key.private())
-        .args(["-p", &ssh_port.to_string(), "-L", &format!("127.0.0.1:{local}:127.0.0.1:5222"), "root@127.0.0.1"])
+        .args([
+            "-p",
+            &ssh_port.to_string(),
+            "-L",
+            &format!("127.0.0.1:{local}:127.0.0.1:5222"),
+            "root@127.0.0.1",
+        ])
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(2));
@@ -104,10 +125,16 @@ fn xmpp_login(key: &SshKey, ssh_port: u16, jid: &str, password: Option<&str>) ->
             cmd.arg("--anonymous");
         }
     }
-    let out = cmd.output().expect("python3 with slixmpp (pip install slixmpp)");
+    let out = cmd
+        .output()
+        .expect("python3 with slixmpp (pip install slixmpp)");
     let _ = tunnel.kill();
     let _ = tunnel.wait();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -119,11 +146,19 @@ fn a_wrong_pinned_fingerprint_stops_the_build_and_names_both() {
     let result = balcao_build(
         &repo().join("recipes/balcao-virtual.toml"),
         out.path(),
-        &["--repo", &standin.repo_arg(wrong), "--lockfile", "/nonexistent/never-written.lock"],
+        &[
+            "--repo",
+            &standin.repo_arg(wrong),
+            "--lockfile",
+            "/nonexistent/never-written.lock",
+        ],
     );
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains(wrong) && stderr.contains(&standin.fingerprint()), "{stderr}");
+    assert!(
+        stderr.contains(wrong) && stderr.contains(&standin.fingerprint()),
+        "{stderr}"
+    );
     assert!(stderr.contains("recipe pins"), "{stderr}");
     let files: Vec<_> = std::fs::read_dir(out.path()).unwrap().collect();
     assert!(files.is_empty(), "the failed build left files");
@@ -142,12 +177,26 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
     let result = balcao_build(
         &repo().join("recipes/balcao-virtual.toml"),
         &out,
-        &["--format", "raw,qcow2", "--repo", &repo_arg, "--lockfile", &lock_arg],
+        &[
+            "--format",
+            "raw,qcow2",
+            "--repo",
+            &repo_arg,
+            "--lockfile",
+            &lock_arg,
+        ],
     );
-    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
     eprintln!("{}", String::from_utf8_lossy(&result.stdout));
     let locked = std::fs::read_to_string(&lock).unwrap();
-    assert!(locked.contains("name = \"jitsi-meet\"") && locked.contains("sha256 = "), "{locked}");
+    assert!(
+        locked.contains("name = \"jitsi-meet\"") && locked.contains("sha256 = "),
+        "{locked}"
+    );
     let raw = out.join("balcao-virtual-0.1.0.raw");
 
     // A package that no longer matches the lockfile stops the build.
@@ -160,11 +209,21 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
     let refused = balcao_build(
         &repo().join("recipes/balcao-virtual.toml"),
         altered_dir.path(),
-        &["--format", "raw", "--repo", &repo_arg, "--lockfile", &altered.display().to_string()],
+        &[
+            "--format",
+            "raw",
+            "--repo",
+            &repo_arg,
+            "--lockfile",
+            &altered.display().to_string(),
+        ],
     );
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("the package was altered") && stderr.contains("--update-lock"), "{stderr}");
+    assert!(
+        stderr.contains("the package was altered") && stderr.contains("--update-lock"),
+        "{stderr}"
+    );
     assert!(!altered_dir.path().join("balcao-virtual-0.1.0.raw").exists());
 
     // First boot from a NoCloud preseed.
@@ -186,17 +245,35 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
     let mut vm = Vm::start(&spec).unwrap();
     vm.wait_for(" login:", Duration::from_secs(1200))
         .unwrap_or_else(|e| panic!("first boot of the appliance: {e}"));
-    eprintln!("appliance: power-on to login prompt (Jitsi installed) in {:.1} s", vm.elapsed().as_secs_f64());
+    eprintln!(
+        "appliance: power-on to login prompt (Jitsi installed) in {:.1} s",
+        vm.elapsed().as_secs_f64()
+    );
     wait_for_ssh(&key, ssh_port, Duration::from_secs(120));
 
     let status = ssh(&key, ssh_port, "balcaoctl status");
-    assert_eq!(status.0, 0, "balcaoctl status reports a problem:\n{}", status.1);
+    assert_eq!(
+        status.0, 0,
+        "balcaoctl status reports a problem:\n{}",
+        status.1
+    );
     let installed = ssh_ok(&key, ssh_port, "dpkg-query -W -f '${Package} ${Status}\\n' jitsi-meet jitsi-meet-prosody jicofo jitsi-videobridge2");
-    assert_eq!(installed.matches("install ok installed").count(), 4, "{installed}");
+    assert_eq!(
+        installed.matches("install ok installed").count(),
+        4,
+        "{installed}"
+    );
 
     // The firewall as required.
     let ufw = ssh_ok(&key, ssh_port, "ufw status");
-    for rule in ["22/tcp", "80/tcp", "443/tcp", "10000/udp", "3478/udp", "5349/tcp"] {
+    for rule in [
+        "22/tcp",
+        "80/tcp",
+        "443/tcp",
+        "10000/udp",
+        "3478/udp",
+        "5349/tcp",
+    ] {
         assert!(ufw.contains(rule), "{ufw}");
     }
     for closed in ["5222", "5269", "5280", "8080", "8888", "4443"] {
@@ -205,19 +282,44 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
 
     // HTTPS through nginx, from the host.
     let page = run(Command::new("curl")
-        .args(["-sk", "--max-time", "30", "--resolve", &format!("{DOMAIN}:{https_port}:127.0.0.1")])
+        .args([
+            "-sk",
+            "--max-time",
+            "30",
+            "--resolve",
+            &format!("{DOMAIN}:{https_port}:127.0.0.1"),
+        ])
         .arg(format!("https://{DOMAIN}:{https_port}/")));
-    assert!(page.contains("<html"), "nginx did not serve a page:\n{page}");
+    assert!(
+        page.contains("<html"),
+        "nginx did not serve a page:\n{page}"
+    );
 
     // Real XMPP logins.
     let (code, text) = xmpp_login(&key, ssh_port, DOMAIN, None);
-    assert_eq!(code, 1, "anonymous login to {DOMAIN} must be refused: {text}");
-    let (code, text) = xmpp_login(&key, ssh_port, &format!("atendimento@{DOMAIN}"), Some(STAFF_PASSWORD));
+    assert_eq!(
+        code, 1,
+        "anonymous login to {DOMAIN} must be refused: {text}"
+    );
+    let (code, text) = xmpp_login(
+        &key,
+        ssh_port,
+        &format!("atendimento@{DOMAIN}"),
+        Some(STAFF_PASSWORD),
+    );
     assert_eq!(code, 0, "the staff account must log in: {text}");
-    let (code, text) = xmpp_login(&key, ssh_port, &format!("atendimento@{DOMAIN}"), Some("senha-errada-0000"));
+    let (code, text) = xmpp_login(
+        &key,
+        ssh_port,
+        &format!("atendimento@{DOMAIN}"),
+        Some("senha-errada-0000"),
+    );
     assert_eq!(code, 1, "a wrong password must be refused: {text}");
     let (code, text) = xmpp_login(&key, ssh_port, &format!("guest.{DOMAIN}"), None);
-    assert_eq!(code, 0, "anonymous login to guest.{DOMAIN} must work: {text}");
+    assert_eq!(
+        code, 0,
+        "anonymous login to guest.{DOMAIN} must work: {text}"
+    );
 
     // No secret of this instance is in the image file.
     let secrets = ssh_ok(
@@ -230,8 +332,15 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
          sed -n 's/^static-auth-secret=//p' /etc/turnserver.conf; \
          awk '{print $2}' /etc/ssh/ssh_host_ed25519_key.pub",
     );
-    let secrets: Vec<&str> = secrets.lines().map(|l| l.trim().trim_matches('"')).filter(|l| l.len() >= 16).collect();
-    assert!(secrets.len() >= 4, "too few secrets found to compare: {secrets:?}");
+    let secrets: Vec<&str> = secrets
+        .lines()
+        .map(|l| l.trim().trim_matches('"'))
+        .filter(|l| l.len() >= 16)
+        .collect();
+    assert!(
+        secrets.len() >= 4,
+        "too few secrets found to compare: {secrets:?}"
+    );
     let patterns = dir.path().join("secrets");
     std::fs::write(&patterns, secrets.join("\n")).unwrap();
     let found = Command::new("grep")

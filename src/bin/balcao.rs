@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 
-use balcao::build::{self, BuildOptions, OutputFormat};
+use balcao::build::{self, BuildOptions};
 use balcao::qemu::{self, Accel, BootSpec, Firmware, Hardware};
 use balcao::recipe::Recipe;
 
@@ -36,8 +36,9 @@ enum Command {
         /// Where the images, SHA256SUMS and the package manifest go
         #[arg(long, default_value = "dist")]
         out: PathBuf,
-        /// Comma-separated disk formats: raw, qcow2
-        #[arg(long, default_value = "raw,qcow2")]
+        /// Comma-separated formats: ova (VMware, VirtualBox), qcow2 (Proxmox,
+        /// OpenStack, KVM), vhdx (Hyper-V), vhd (Azure), vmdk, raw (AWS), gce; or all
+        #[arg(long, default_value = "all")]
         format: String,
         /// Debian mirror to use instead of the recipe's and the host's
         #[arg(long)]
@@ -114,7 +115,7 @@ fn run(command: Command) -> Result<()> {
             lockfile,
         } => {
             let recipe = Recipe::load(&recipe)?;
-            let formats = OutputFormat::parse_list(&format).map_err(anyhow::Error::msg)?;
+            let formats = balcao::export::parse_formats(&format)?;
             let balcaoctl = match balcaoctl {
                 Some(path) => path,
                 None => std::env::current_exe()

@@ -9,16 +9,14 @@ pub mod rootfs;
 pub mod stage;
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-
-use crate::command::{require_tools, Cmd, CommandError, HostTool, MissingTools};
+use crate::command::{require_tools, CommandError, HostTool, MissingTools};
 use crate::disk::assemble::{self, AssembleError, FilesystemIds};
 use crate::disk::Layout;
+use crate::export;
 use crate::recipe::Recipe;
 
 use stage::Stage;
@@ -59,45 +57,11 @@ pub const HOST_TOOLS: &[HostTool] = &[
     },
 ];
 
-/// Disk formats the builder writes itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OutputFormat {
-    Raw,
-    Qcow2,
-}
-
-impl OutputFormat {
-    pub fn parse_list(text: &str) -> Result<Vec<OutputFormat>, String> {
-        let mut formats = Vec::new();
-        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
-            let f = match word {
-                "raw" => OutputFormat::Raw,
-                "qcow2" => OutputFormat::Qcow2,
-                other => return Err(format!("unknown format `{other}`; allowed: raw, qcow2")),
-            };
-            if !formats.contains(&f) {
-                formats.push(f);
-            }
-        }
-        if formats.is_empty() {
-            return Err("no format given; allowed: raw, qcow2".into());
-        }
-        Ok(formats)
-    }
-
-    fn extension(self) -> &'static str {
-        match self {
-            OutputFormat::Raw => "raw",
-            OutputFormat::Qcow2 => "qcow2",
-        }
-    }
-}
-
 /// Everything a build needs besides the recipe file itself.
 #[derive(Debug, Clone)]
 pub struct BuildOptions {
     pub out_dir: PathBuf,
-    pub formats: Vec<OutputFormat>,
+    pub formats: Vec<export::Format>,
     /// Overrides the recipe's mirror and the host's.
     pub mirror: Option<String>,
     /// The `balcaoctl` binary copied into the image.
@@ -146,6 +110,8 @@ pub enum BuildError {
     Repository(#[from] repository::RepositoryError),
     #[error("{0}")]
     Options(String),
+    #[error(transparent)]
+    Export(#[from] export::ExportError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -190,11 +156,7 @@ pub fn install_interrupt_handler() {
 
 /// Builds the recipe's image into `options.out_dir`.
 pub fn build(recipe: &Recipe, options: &BuildOptions) -> Result<BuildReport, BuildError> {
-    let mut tools: Vec<HostTool> = HOST_TOOLS.to_vec();
-    if !options.formats.contains(&OutputFormat::Qcow2) {
-        tools.retain(|t| t.program != "qemu-img");
-    }
-    require_tools(&tools)?;
+    require_tools(HOST_TOOLS)?;
     if !is_root() {
         return Err(BuildError::NotRoot);
     }
@@ -236,8 +198,9 @@ fn build_in(
         .unwrap_or_else(|| rootfs::FALLBACK_MIRROR.to_owned());
     tracing::info!("building {stem} from {mirror}");
     let mut recipe = recipe.clone();
-    recipe.repositories = repository::apply_overrides(&recipe.repositories, &options.repo_overrides)
-        .map_err(BuildError::Options)?;
+    recipe.repositories =
+        repository::apply_overrides(&recipe.repositories, &options.repo_overrides)
+            .map_err(BuildError::Options)?;
     let recipe = &recipe;
     let mut sources = rootfs::debian_sources(recipe, &mirror);
 
@@ -293,7 +256,8 @@ fn build_in(
     for c in &checked {
         let name = &c.repo.name;
         let keyring = root.join(repository::keyring_path(name).trim_start_matches('/'));
-        fs::create_dir_all(keyring.parent().expect("keyring has a folder")).map_err(io(&keyring))?;
+        fs::create_dir_all(keyring.parent().expect("keyring has a folder"))
+            .map_err(io(&keyring))?;
         fs::write(&keyring, &c.keyring).map_err(io(&keyring))?;
         let list = root.join(format!("etc/apt/sources.list.d/{name}.list"));
         fs::write(&list, repository::image_list(&c.repo)).map_err(io(&list))?;
@@ -308,7 +272,10 @@ fn build_in(
                 .clone()
                 .unwrap_or_else(|| recipe.path.with_extension("lock"));
             repository::check_lock(&lock, name, &baked, options.update_lock)?;
-            tracing::info!("{name}: {} packages baked for an offline first boot", baked.len());
+            tracing::info!(
+                "{name}: {} packages baked for an offline first boot",
+                baked.len()
+            );
         }
     }
 
@@ -342,33 +309,28 @@ fn build_in(
     fs::remove_dir_all(&root).map_err(io(&root))?;
     stages.push(("disk", stage.done()));
 
-    // Formats: each made in the work folder, then renamed into place.
+    // Formats: each made and checked in the work folder, then all renamed
+    // into place together.
     let stage = Stage::start("formats");
+    let appliance = export::Appliance {
+        name: recipe.name.clone(),
+        version: recipe.version.clone(),
+        description: if recipe.description.is_empty() {
+            stem.clone()
+        } else {
+            recipe.description.clone()
+        },
+        cpus: recipe.machine.cpus,
+        memory_mib: recipe.machine.memory_mib,
+        // The disk boots both ways; UEFI is what current VMware defaults to.
+        firmware: export::Firmware::Efi,
+    };
+    let made_dir = work.join("made");
+    fs::create_dir_all(&made_dir).map_err(io(&made_dir))?;
     let mut ready: Vec<(PathBuf, String)> = Vec::new();
     for format in &options.formats {
-        let name = format!("{stem}.{}", format.extension());
-        let made = work.join(&name);
-        match format {
-            OutputFormat::Raw => {
-                Cmd::new("cp")
-                    .args(["--sparse=always"])
-                    .arg(&disk)
-                    .arg(&made)
-                    .run()?;
-            }
-            OutputFormat::Qcow2 => {
-                Cmd::new("qemu-img")
-                    .args(["convert", "-c", "-m", "4", "-W", "-f", "raw", "-O", "qcow2"])
-                    .arg(&disk)
-                    .arg(&made)
-                    .run()?;
-                Cmd::new("qemu-img")
-                    .args(["compare", "-q", "-f", "raw", "-F", "qcow2"])
-                    .arg(&disk)
-                    .arg(&made)
-                    .run()?;
-            }
-        }
+        let made = export::export(&disk, *format, &made_dir, &appliance)?;
+        let name = format.file_name(&appliance);
         ready.push((made, name));
     }
     let manifest_name = format!("{stem}.packages");
@@ -378,7 +340,7 @@ fn build_in(
 
     let mut sums = String::new();
     for (path, name) in &ready {
-        sums.push_str(&format!("{}  {name}\n", sha256_file(path)?));
+        sums.push_str(&format!("{}  {name}\n", export::sha256_file(path)?));
     }
     let sums_path = work.join("SHA256SUMS");
     fs::write(&sums_path, sums).map_err(io(&sums_path))?;
@@ -406,21 +368,6 @@ fn sources_for_key(sources: &[String], checked: &[repository::CheckedRepository]
         .collect()
 }
 
-/// SHA-256 of a file, as lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String, BuildError> {
-    let mut file = fs::File::open(path).map_err(io(path))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(io(path))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(hex::encode(hasher.finalize()))
-}
-
 /// A cache entry is used only when its recorded digest matches its bytes; a
 /// partial or corrupt one is removed and rebuilt.
 fn cache_entry_is_sound(tarball: &Path) -> Result<bool, BuildError> {
@@ -430,7 +377,7 @@ fn cache_entry_is_sound(tarball: &Path) -> Result<bool, BuildError> {
         let _ = fs::remove_file(&seal);
         return Ok(false);
     };
-    if recorded.trim() == sha256_file(tarball)? {
+    if recorded.trim() == export::sha256_file(tarball)? {
         Ok(true)
     } else {
         tracing::warn!(
@@ -446,7 +393,7 @@ fn cache_entry_is_sound(tarball: &Path) -> Result<bool, BuildError> {
 fn seal_cache_entry(tarball: &Path) -> Result<(), BuildError> {
     let seal = tarball.with_extension("tar.sha256");
     let partial = tarball.with_extension("tar.sha256.partial");
-    fs::write(&partial, sha256_file(tarball)?).map_err(io(&partial))?;
+    fs::write(&partial, export::sha256_file(tarball)?).map_err(io(&partial))?;
     fs::rename(&partial, &seal).map_err(io(&seal))
 }
 
@@ -461,17 +408,6 @@ fn is_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formats_parse_and_reject_unknown_ones() {
-        assert_eq!(
-            OutputFormat::parse_list("raw, qcow2,raw").unwrap(),
-            [OutputFormat::Raw, OutputFormat::Qcow2]
-        );
-        let e = OutputFormat::parse_list("iso").unwrap_err();
-        assert!(e.contains("allowed: raw, qcow2"), "{e}");
-        assert!(OutputFormat::parse_list("").is_err());
-    }
 
     #[test]
     fn damaged_cache_entries_are_not_used() {

@@ -118,13 +118,18 @@ impl std::str::FromStr for RepoOverride {
 }
 
 /// Applies `--repo` overrides to the recipe's repositories.
-pub fn apply_overrides(repos: &[Repository], overrides: &[RepoOverride]) -> Result<Vec<Repository>, String> {
+pub fn apply_overrides(
+    repos: &[Repository],
+    overrides: &[RepoOverride],
+) -> Result<Vec<Repository>, String> {
     let mut out = repos.to_vec();
     for o in overrides {
-        let repo = out
-            .iter_mut()
-            .find(|r| r.name == o.name)
-            .ok_or_else(|| format!("--repo {}: the recipe has no repository named `{}`", o.name, o.name))?;
+        let repo = out.iter_mut().find(|r| r.name == o.name).ok_or_else(|| {
+            format!(
+                "--repo {}: the recipe has no repository named `{}`",
+                o.name, o.name
+            )
+        })?;
         repo.url = o.url.clone();
         if let Some(key) = &o.key {
             repo.key = key.clone();
@@ -139,15 +144,25 @@ pub fn apply_overrides(repos: &[Repository], overrides: &[RepoOverride]) -> Resu
 /// Fetches the repository's key and checks it against the pinned fingerprint.
 pub fn check_key(repo: &Repository, scratch: &Path) -> Result<CheckedRepository, RepositoryError> {
     let (bytes, source_desc) = match &repo.key {
-        KeySource::File(path) => (fs::read(path).map_err(io(path))?, path.display().to_string()),
+        KeySource::File(path) => (
+            fs::read(path).map_err(io(path))?,
+            path.display().to_string(),
+        ),
         KeySource::Url(url) => (download(&repo.name, url)?, url.clone()),
     };
 
     // A throwaway GnuPG home: nothing touches the host's keyrings.
     let home = tempfile::tempdir_in(scratch).map_err(io(scratch))?;
-    let gpg = |args: &[&str]| Cmd::new("gpg").args(["--batch", "--no-tty", "--homedir"]).arg(home.path()).args(args);
+    let gpg = |args: &[&str]| {
+        Cmd::new("gpg")
+            .args(["--batch", "--no-tty", "--homedir"])
+            .arg(home.path())
+            .args(args)
+    };
     gpg(&["--import"]).stdin(bytes).run()?;
-    let listing = gpg(&["--with-colons", "--fingerprint", "--list-keys"]).run()?.stdout_text();
+    let listing = gpg(&["--with-colons", "--fingerprint", "--list-keys"])
+        .run()?
+        .stdout_text();
     let actual = primary_fingerprints(&listing);
     if actual.is_empty() {
         return Err(RepositoryError::NoKey {
@@ -163,7 +178,9 @@ pub fn check_key(repo: &Repository, scratch: &Path) -> Result<CheckedRepository,
             actual: actual.join(", "),
         });
     }
-    let armored = gpg(&["--armor", "--export", &repo.fingerprint]).run()?.stdout_text();
+    let armored = gpg(&["--armor", "--export", &repo.fingerprint])
+        .run()?
+        .stdout_text();
     let keyring = gpg(&["--export", &repo.fingerprint]).run()?.stdout;
     Ok(CheckedRepository {
         repo: repo.clone(),
@@ -282,7 +299,11 @@ pub fn index_baked(root: &Path, repo: &Repository) -> Result<Vec<Locked>, Reposi
     let mut index = String::new();
     let mut locked = Vec::new();
     for deb in &debs {
-        let control = Cmd::new("dpkg-deb").arg("--field").arg(deb).run()?.stdout_text();
+        let control = Cmd::new("dpkg-deb")
+            .arg("--field")
+            .arg(deb)
+            .run()?
+            .stdout_text();
         let field = |name: &str| {
             control
                 .lines()
@@ -290,14 +311,16 @@ pub fn index_baked(root: &Path, repo: &Repository) -> Result<Vec<Locked>, Reposi
                 .unwrap_or("")
                 .to_owned()
         };
-        let sha256 = super::sha256_file(deb).map_err(|e| RepositoryError::Io {
+        let sha256 = crate::export::sha256_file(deb).map_err(|e| RepositoryError::Io {
             path: deb.clone(),
             source: std::io::Error::other(e.to_string()),
         })?;
         let size = fs::metadata(deb).map_err(io(deb))?.len();
         let file_name = deb.file_name().unwrap_or_default().to_string_lossy();
         index.push_str(control.trim_end());
-        index.push_str(&format!("\nFilename: ./{file_name}\nSize: {size}\nSHA256: {sha256}\n\n"));
+        index.push_str(&format!(
+            "\nFilename: ./{file_name}\nSize: {size}\nSHA256: {sha256}\n\n"
+        ));
         locked.push(Locked {
             name: field("Package"),
             version: field("Version"),
@@ -348,7 +371,11 @@ pub fn check_lock(
     let partial = lock_path.with_extension("lock.partial");
     fs::write(&partial, text).map_err(io(&partial))?;
     fs::rename(&partial, lock_path).map_err(io(lock_path))?;
-    tracing::info!("lockfile {} written ({} packages)", lock_path.display(), baked.len());
+    tracing::info!(
+        "lockfile {} written ({} packages)",
+        lock_path.display(),
+        baked.len()
+    );
     Ok(())
 }
 
@@ -400,7 +427,9 @@ mod tests {
 
     #[test]
     fn overrides_parse_and_apply() {
-        let o: RepoOverride = "jitsi=http://127.0.0.1:8080,key=/tmp/k.asc,fingerprint=ab cd".parse().unwrap();
+        let o: RepoOverride = "jitsi=http://127.0.0.1:8080,key=/tmp/k.asc,fingerprint=ab cd"
+            .parse()
+            .unwrap();
         assert_eq!(o.url, "http://127.0.0.1:8080");
         assert_eq!(o.key, Some(KeySource::File("/tmp/k.asc".into())));
         assert_eq!(o.fingerprint.as_deref(), Some("ABCD"));
@@ -419,24 +448,38 @@ mod tests {
         let applied = apply_overrides(&[repo.clone()], &[o]).unwrap();
         assert_eq!(applied[0].url, "http://127.0.0.1:8080");
         let other: RepoOverride = "court=http://x".parse().unwrap();
-        assert!(apply_overrides(&[repo.clone()], &[other]).unwrap_err().contains("no repository named `court`"));
+        assert!(apply_overrides(&[repo.clone()], &[other])
+            .unwrap_err()
+            .contains("no repository named `court`"));
         assert_eq!(
             image_list(&repo),
             "deb [signed-by=/usr/share/keyrings/jitsi-keyring.gpg] https://download.jitsi.org stable/\n"
         );
-        assert!(bake_hook(&repo).contains("Dir::Cache::archives=/var/lib/balcao/jitsi-repo/ jitsi-meet"));
+        assert!(bake_hook(&repo)
+            .contains("Dir::Cache::archives=/var/lib/balcao/jitsi-repo/ jitsi-meet"));
     }
 
     #[test]
     fn lock_differences_are_named() {
-        let lock = [locked("jicofo", "1.0", "aa"), locked("jitsi-meet", "2.0", "bb")];
+        let lock = [
+            locked("jicofo", "1.0", "aa"),
+            locked("jitsi-meet", "2.0", "bb"),
+        ];
         assert_eq!(lock_changes(&lock, &lock), "");
-        let tampered = [locked("jicofo", "1.0", "cc"), locked("jitsi-meet", "2.0", "bb")];
+        let tampered = [
+            locked("jicofo", "1.0", "cc"),
+            locked("jitsi-meet", "2.0", "bb"),
+        ];
         assert!(lock_changes(&lock, &tampered).contains("jicofo: same version 1.0 but SHA-256 aa"));
-        let moved = [locked("jicofo", "1.1", "aa"), locked("jitsi-meet", "2.0", "bb")];
+        let moved = [
+            locked("jicofo", "1.1", "aa"),
+            locked("jitsi-meet", "2.0", "bb"),
+        ];
         assert!(lock_changes(&lock, &moved).contains("version 1.0 in the lockfile, 1.1 now"));
         let fewer = [locked("jicofo", "1.0", "aa")];
-        assert!(lock_changes(&lock, &fewer).contains("jitsi-meet: in the lockfile but no longer baked"));
+        assert!(
+            lock_changes(&lock, &fewer).contains("jitsi-meet: in the lockfile but no longer baked")
+        );
     }
 
     #[test]
@@ -447,8 +490,13 @@ mod tests {
         check_lock(&path, "jitsi", &baked, false).unwrap();
         check_lock(&path, "jitsi", &baked, false).unwrap();
         let altered = [locked("jicofo", "1.0", "bb")];
-        let err = check_lock(&path, "jitsi", &altered, false).unwrap_err().to_string();
-        assert!(err.contains("--update-lock") && err.contains("altered"), "{err}");
+        let err = check_lock(&path, "jitsi", &altered, false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--update-lock") && err.contains("altered"),
+            "{err}"
+        );
         check_lock(&path, "jitsi", &altered, true).unwrap();
         check_lock(&path, "jitsi", &altered, false).unwrap();
     }
@@ -470,7 +518,12 @@ mod tests {
             keyring: vec![],
         };
         let s = build_sources(&checked);
-        assert!(s.contains("Suites: stable/\nSigned-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n mDMEZ\n"), "{s}");
+        assert!(
+            s.contains(
+                "Suites: stable/\nSigned-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n mDMEZ\n"
+            ),
+            "{s}"
+        );
         assert!(!s.contains("Components"));
     }
 }

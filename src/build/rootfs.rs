@@ -123,7 +123,12 @@ pub fn package_set(recipe: &Recipe) -> Vec<String> {
         .iter()
         .map(|s| s.to_string())
         .chain(recipe.debian.packages.iter().cloned())
-        .chain(recipe.repositories.iter().flat_map(|r| r.install.iter().cloned()))
+        .chain(
+            recipe
+                .repositories
+                .iter()
+                .flat_map(|r| r.install.iter().cloned()),
+        )
         .collect();
     all.sort();
     all.dedup();
