@@ -151,8 +151,12 @@ impl Cmd {
     }
 
     fn command(&self) -> Command {
+        use std::os::unix::process::CommandExt;
         let mut command = Command::new(&self.program);
         command.args(&self.args);
+        // Each tool leads its own process group, so that stopping it reaches
+        // every process it started (see `terminate_children`).
+        command.process_group(0);
         for (key, value) in &self.envs {
             command.env(key, value);
         }

@@ -462,3 +462,70 @@ fn an_interrupted_build_leaves_no_mounts_processes_or_files() {
         "files left in the output folder: {finals:?}"
     );
 }
+
+/// Exports the minimal image's raw disk with the library, as the builder does.
+fn export_minimal(format: balcao::export::Format, dir: &std::path::Path) -> std::path::PathBuf {
+    let appliance = balcao::export::Appliance {
+        name: "minimal".into(),
+        version: "0.1.0".into(),
+        description: "Balcão Virtual (minimal test image)".into(),
+        cpus: 2,
+        memory_mib: 2048,
+        firmware: balcao::export::Firmware::Efi,
+    };
+    balcao::export::export(&minimal_raw(), format, dir, &appliance).unwrap()
+}
+
+fn boots(
+    image: &std::path::Path,
+    format: &str,
+    firmware: Firmware,
+    hardware: balcao::qemu::Hardware,
+) {
+    let mut spec = BootSpec::new(image, firmware);
+    spec.format = format.into();
+    spec.hardware = hardware;
+    let _slot = vm_slot();
+    let (took, marker) = balcao::qemu::boot_until_up(&spec, BOOT_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{} ({firmware:?}, {hardware:?}): {e}", image.display()));
+    eprintln!(
+        "{} on {hardware:?} with {firmware:?}: `{}` after {:.1} s",
+        image.file_name().unwrap().to_string_lossy(),
+        marker.trim(),
+        took.as_secs_f64()
+    );
+}
+
+#[test]
+fn the_disk_inside_the_ova_boots_on_virtualbox_and_vmware_hardware() {
+    use balcao::qemu::Hardware;
+    let dir = tempfile::tempdir().unwrap();
+    let ova = export_minimal(balcao::export::Format::Ova, dir.path());
+    let vmdk = dir.path().join("from-ova.vmdk");
+    balcao::export::extract_ova_disk(&ova, &vmdk).unwrap();
+    boots(&vmdk, "vmdk", Firmware::Bios, Hardware::VirtualBox);
+    boots(&vmdk, "vmdk", Firmware::Bios, Hardware::VmwarePvscsi);
+    // Debian's OVMF has no PVSCSI driver: UEFI is tried with the descriptor's
+    // SATA controller.
+    boots(&vmdk, "vmdk", Firmware::Uefi, Hardware::VmwareSata);
+}
+
+#[test]
+fn the_hyper_v_and_google_disks_boot() {
+    use balcao::qemu::Hardware;
+    let dir = tempfile::tempdir().unwrap();
+    let vhdx = export_minimal(balcao::export::Format::Vhdx, dir.path());
+    boots(&vhdx, "vhdx", Firmware::Uefi, Hardware::Virtio);
+    let gce = export_minimal(balcao::export::Format::Gce, dir.path());
+    run(Command::new("tar")
+        .arg("-xzf")
+        .arg(&gce)
+        .arg("-C")
+        .arg(dir.path()));
+    boots(
+        &dir.path().join("disk.raw"),
+        "raw",
+        Firmware::Bios,
+        Hardware::Virtio,
+    );
+}

@@ -147,11 +147,34 @@ pub fn install_interrupt_handler() {
         crate::command::terminate_children(Duration::from_secs(60));
         if let Ok(dirs) = WORK_DIRS.lock() {
             for dir in dirs.iter() {
-                let _ = fs::remove_dir_all(dir);
+                // Never delete through a mount a tool failed to undo.
+                let mounted = mounts_under(dir);
+                if mounted.is_empty() {
+                    let _ = fs::remove_dir_all(dir);
+                } else {
+                    eprintln!(
+                        "still mounted, left in place: {}
+unmount them, then remove {}",
+                        mounted.join(", "),
+                        dir.display()
+                    );
+                }
             }
         }
         std::process::exit(130);
     });
+}
+
+/// Mount points at or below `dir`.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().into_owned();
+    fs::read_to_string("/proc/mounts")
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|m| m.starts_with(&prefix))
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Builds the recipe's image into `options.out_dir`.
