@@ -16,23 +16,29 @@ use std::sync::Mutex;
 /// interrupted program can stop them before it exits.
 static RUNNING: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
-/// Asks every running child to stop (SIGTERM) and waits up to `patience` for
-/// them to go; tools such as mmdebstrap undo their own mounts on SIGTERM.
+/// Stops every running child's process group: SIGTERM first (as a terminal's
+/// Ctrl-C reaches a whole group), then SIGKILL for what is still there after
+/// `patience`. mmdebstrap, for one, ignores SIGTERM while dpkg works inside
+/// its chroot; the mounts it then leaves are for the caller to undo.
 pub fn terminate_children(patience: std::time::Duration) {
     let pids: Vec<u32> = RUNNING.lock().map(|r| r.clone()).unwrap_or_default();
-    for pid in &pids {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .status();
-    }
-    let deadline = std::time::Instant::now() + patience;
-    while std::time::Instant::now() < deadline
-        && pids
-            .iter()
+    let alive = |pids: &[u32]| {
+        pids.iter()
             .any(|pid| Path::new(&format!("/proc/{pid}")).exists())
-    {
-        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    for signal in ["-TERM", "-KILL"] {
+        for pid in &pids {
+            let _ = Command::new("kill")
+                .args([signal, "--", &format!("-{pid}")])
+                .status();
+        }
+        let deadline = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < deadline && alive(&pids) {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        if !alive(&pids) {
+            break;
+        }
     }
 }
 

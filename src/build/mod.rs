@@ -144,10 +144,22 @@ pub fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
         INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
         eprintln!("interrupted: stopping and removing the unfinished build");
-        crate::command::terminate_children(Duration::from_secs(60));
+        crate::command::terminate_children(Duration::from_secs(15));
         if let Ok(dirs) = WORK_DIRS.lock() {
             for dir in dirs.iter() {
-                // Never delete through a mount a tool failed to undo.
+                // A killed mmdebstrap leaves /proc, /sys and /dev mounted in
+                // its chroot: undo them, deepest first, before deleting.
+                let mut mounted = mounts_under(dir);
+                mounted.sort_by_key(|m| std::cmp::Reverse(m.len()));
+                for point in &mounted {
+                    let plain = std::process::Command::new("umount").arg(point).status();
+                    if !plain.is_ok_and(|s| s.success()) {
+                        let _ = std::process::Command::new("umount")
+                            .args(["-l", point])
+                            .status();
+                    }
+                }
+                // Never delete through a mount that is still there.
                 let mounted = mounts_under(dir);
                 if mounted.is_empty() {
                     let _ = fs::remove_dir_all(dir);
@@ -286,8 +298,17 @@ fn build_in(
         fs::write(&list, repository::image_list(&c.repo)).map_err(io(&list))?;
         // mmdebstrap copied the build-time deb822 file in; the list above
         // replaces it.
-        let copied = root.join(format!("etc/apt/sources.list.d/0000{name}.sources"));
-        let _ = fs::remove_file(copied);
+        // (mmdebstrap names it NNNN{name}.sources after its position).
+        let list_dir = root.join("etc/apt/sources.list.d");
+        for entry in fs::read_dir(&list_dir).map_err(io(&list_dir))?.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            let copied = file
+                .strip_suffix(&format!("{name}.sources"))
+                .is_some_and(|n| n.len() == 4 && n.bytes().all(|b| b.is_ascii_digit()));
+            if copied {
+                fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+            }
+        }
         if !c.repo.bake.is_empty() {
             let baked = repository::index_baked(&root, &c.repo)?;
             let lock = options
