@@ -219,7 +219,19 @@ mod tests {
         fake.reply("systemctl is-active ssh", "active\n", true);
         fake.reply("systemctl is-active ufw", "inactive\n", false);
         let health = services(&fake, &steps::all());
-        assert_eq!(health.len(), 2);
+        let names: Vec<&str> = health.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ssh",
+                "ufw",
+                "prosody",
+                "jicofo",
+                "jitsi-videobridge2",
+                "nginx",
+                "coturn"
+            ]
+        );
         assert_eq!(
             health[0],
             ServiceHealth {
