@@ -145,7 +145,7 @@ fn install_uses_only_the_local_repository_and_clears_the_secrets() {
         [
             format!("{only_local} update"),
             "dpkg --configure -a".to_owned(),
-            format!("{only_local} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --simulate install -y --no-install-recommends jitsi-meet jitsi-meet-turnserver"),
+            format!("sh -c 'exec apt-get \"$@\" 2>&1' {only_local} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold --simulate install -y --no-install-recommends jitsi-meet jitsi-meet-turnserver"),
             format!("{only_local} -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold install -y --no-install-recommends jitsi-meet jitsi-meet-turnserver"),
             "debconf-communicate".to_owned(),
         ]

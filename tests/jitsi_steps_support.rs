@@ -184,7 +184,7 @@ impl System for Machine {
                 ok("")
             }
             "debconf-communicate" => self.debconf_communicate(&line, &input).and_then(|o| ok(&o)),
-            "apt-get" if words.contains(&"--simulate") => {
+            "sh" if words.contains(&"--simulate") => {
                 let mut text = String::from("NOTE: This is only a simulation!\n");
                 for p in JITSI_PACKAGES
                     .iter()

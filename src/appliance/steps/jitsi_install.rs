@@ -15,7 +15,8 @@
 //! included, and Jitsi's maintainer scripts read `jvb-hostname` back on
 //! upgrade to find their files. An empty secret at upgrade time makes those
 //! scripts draw a new random one for debconf only; they write secrets into
-//! the configuration files only when they create them.
+//! the configuration files only when they create them. debconf's backup
+//! copies (`*.dat-old`) that still hold a secret are removed as well.
 
 use std::collections::BTreeSet;
 
@@ -26,6 +27,13 @@ use super::jitsi_preseed::{debconf_get, SECRETS};
 use super::{Context, Facts, Step, StepError};
 use crate::appliance::Lang;
 use crate::command::{Cmd, CommandError};
+
+/// debconf's backups of its databases (Debian's /etc/debconf.conf; the
+/// passwords database is configured without one, checked all the same).
+pub const DEBCONF_BACKUPS: &[&str] = &[
+    "/var/cache/debconf/config.dat-old",
+    "/var/cache/debconf/passwords.dat-old",
+];
 
 /// The apt source line for the local repository at `repo` (a flat
 /// repository: the `./` suite, no component).
@@ -72,6 +80,17 @@ pub fn install_args(simulate: bool) -> Vec<&'static str> {
     args
 }
 
+/// `apt-get --simulate install ...`, with apt's standard error folded into
+/// its output: apt prints the unmet dependencies on standard output and only
+/// its last complaint on standard error, and the error should name them.
+pub fn simulate_cmd(list: &str) -> Cmd {
+    Cmd::new("sh")
+        .args(["-c", "exec apt-get \"$@\" 2>&1", "apt-get"])
+        .args(apt_source_options(list))
+        .args(install_args(true))
+        .env("DEBIAN_FRONTEND", "noninteractive")
+}
+
 /// Package names in a `Packages` index.
 pub fn index_packages(index: &str) -> BTreeSet<String> {
     index
@@ -98,23 +117,39 @@ impl JitsiInstall {
         ctx.root.path(LOCAL_LIST).display().to_string()
     }
 
-    fn secrets_left(ctx: &Context) -> Result<Vec<&'static str>, StepError> {
+    /// The secret questions debconf still holds a value for, with the values
+    /// (kept in memory only, to find them in debconf's backup files).
+    fn secrets_left(ctx: &Context) -> Result<Vec<(&'static str, String)>, StepError> {
         let mut left = Vec::new();
         for question in SECRETS {
-            if !debconf_get(ctx.system, question.name)?
-                .unwrap_or_default()
-                .is_empty()
-            {
-                left.push(question.name);
+            let value = debconf_get(ctx.system, question.name)?.unwrap_or_default();
+            if !value.is_empty() {
+                left.push((question.name, value));
             }
         }
         Ok(left)
     }
 
+    /// debconf keeps the previous version of each database as `*.dat-old`
+    /// (config.dat-old is world-readable like config.dat), so right after
+    /// the secrets are emptied the backup still holds them. A backup that
+    /// holds one is removed; debconf writes a new one on its next change.
+    fn remove_backups_with(ctx: &Context, secrets: &[String]) -> Result<(), StepError> {
+        for backup in DEBCONF_BACKUPS {
+            let Some(text) = ctx.root.read_optional(backup)? else {
+                continue;
+            };
+            if secrets.iter().any(|s| text.contains(s.as_str())) {
+                ctx.root.remove(backup)?;
+            }
+        }
+        Ok(())
+    }
+
     /// What the install would bring in, checked against the local index.
     fn simulate(&self, ctx: &Context, local: &BTreeSet<String>) -> Result<usize, StepError> {
         let list = Self::list_path(ctx);
-        let out = match ctx.system.run(&apt_get(&list, &install_args(true))) {
+        let out = match ctx.system.run(&simulate_cmd(&list)) {
             Ok(out) => out,
             Err(CommandError::Failed { output, .. }) => {
                 return Err(StepError::Check(format!(
@@ -213,7 +248,10 @@ impl Step for JitsiInstall {
 
         let left = Self::secrets_left(ctx)?;
         if !left.is_empty() {
-            let text: String = left.iter().map(|name| format!("SET {name} \n")).collect();
+            let text: String = left
+                .iter()
+                .map(|(name, _)| format!("SET {name} \n"))
+                .collect();
             ctx.system
                 .run(&Cmd::new("debconf-communicate").stdin(text))
                 .map_err(|e| match e {
@@ -225,6 +263,8 @@ impl Step for JitsiInstall {
                     )),
                     other => other.into(),
                 })?;
+            let values: Vec<String> = left.into_iter().map(|(_, value)| value).collect();
+            Self::remove_backups_with(ctx, &values)?;
         }
         facts.insert("debconf_secrets".into(), "apagados".into());
         Ok(facts)
