@@ -473,7 +473,7 @@ fn health_restarts_what_changed_and_waits_for_every_service() {
         "{:?}",
         machine.commands()
     );
-    assert!(health.services().iter().any(|s| *s == "jitsi-videobridge2"));
+    assert!(health.services().contains(&"jitsi-videobridge2"));
 }
 
 #[test]

@@ -94,7 +94,7 @@ fn add_asks_twice_on_a_terminal_and_passes_the_password_on_stdin() {
         .display()
         .to_string();
     let line = format!("prosodyctl --config {config} adduser maria.silva@{DOMAIN}");
-    assert_eq!(machine.commands(), [line.clone()]);
+    assert_eq!(machine.commands(), std::slice::from_ref(&line));
     assert_eq!(machine.stdin_of(&line), ["senha-boa-123\nsenha-boa-123\n"]);
 
     // It exists now: a second add is refused before any password is asked.
