@@ -109,6 +109,12 @@ pub fn report(
         if let Some(error) = record.and_then(|r| r.error.as_deref()) {
             let _ = writeln!(text, "               {error}");
         }
+        // Health checks a step recorded when it last finished (jitsi-health).
+        for (key, value) in record.iter().flat_map(|r| &r.facts) {
+            if let Some(what) = key.strip_prefix("health_") {
+                let _ = writeln!(text, "               {what}: {value}");
+            }
+        }
     }
 
     if root.is_system() {
@@ -211,6 +217,14 @@ mod tests {
         assert!(!bad.healthy);
         assert!(bad.text.contains("[FALHOU]") && bad.text.contains("`ufw enable` falhou"));
         assert!(bad.text.contains("[interrompida]"));
+
+        state.set_facts(
+            "jitsi-health",
+            [("health_jvb".to_owned(), "ok".to_owned())].into(),
+        );
+        state.save(&root).unwrap();
+        let with_health = report(&root, &fake, &all).unwrap();
+        assert!(with_health.text.contains("jvb: ok"), "{}", with_health.text);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! the page once (`balcaoctl units render`), so the address shows the page,
 //! an empty list at first, rather than an error.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use super::jitsi_common::{in_scope, out_of_scope_facts, request_restart};
@@ -163,8 +164,17 @@ impl Step for JitsiSite {
                 .map_err(|e| StepError::Check(e.to_string()))?;
             let now =
                 units::cli::parse_now(None, &file).map_err(|e| StepError::Check(e.to_string()))?;
-            units::page::write_site(&file, now, &ctx.root.path(units::WWW_DIR))
+            let www = ctx.root.path(units::WWW_DIR);
+            units::page::write_site(&file, now, &www)
                 .map_err(|e| StepError::Check(e.to_string()))?;
+            // nginx runs as www-data: the folder must be open to it whatever
+            // the umask was.
+            std::fs::set_permissions(&www, std::fs::Permissions::from_mode(0o755)).map_err(
+                |source| crate::appliance::root::FileError::Write {
+                    path: www.clone(),
+                    source,
+                },
+            )?;
         }
         Ok([("page".to_owned(), format!("https://{}/", ctx.setup.domain))].into())
     }
