@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use balcao::appliance::runner::Runner;
 use balcao::appliance::state::{State, Status};
-use balcao::appliance::steps::jitsi_common::{JITSI_PACKAGES, LOCAL_LIST, RESTART_FILE};
+use balcao::appliance::steps::jitsi_common::{
+    JITSI_IMAGE_MARKER, JITSI_PACKAGES, LOCAL_LIST, RESTART_FILE,
+};
 use balcao::appliance::steps::jitsi_health::JitsiHealth;
 use balcao::appliance::steps::jitsi_install::JitsiInstall;
 use balcao::appliance::steps::jitsi_preseed::JitsiPreseed;
@@ -232,6 +234,16 @@ fn install_without_the_local_repository_says_so() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("/var/lib/balcao/jitsi-repo/Packages"), "{err}");
+
+    // A Jitsi image (the overlay's marker) whose builder left no repository.
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), JITSI_IMAGE_MARKER, "# Jitsi image\n");
+    let root = Root::new(dir.path());
+    let machine = Machine::new(dir.path());
+    let ctx = context(&root, &machine, &setup, &state);
+    assert!(!JitsiInstall.is_done(&ctx).unwrap());
+    let err = JitsiInstall.apply(&ctx).unwrap_err().to_string();
+    assert!(err.contains("não traz o repositório local"), "{err}");
 }
 
 #[test]

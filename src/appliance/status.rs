@@ -38,6 +38,7 @@ pub fn services(system: &dyn System, steps: &[Box<dyn Step>]) -> Vec<ServiceHeal
     }
     names
         .into_iter()
+        .filter(|name| known_unit(system, name))
         .map(|name| {
             let cmd = Cmd::new("systemctl").args(["is-active", name]);
             let state = match system.run(&cmd) {
@@ -55,6 +56,16 @@ pub fn services(system: &dyn System, steps: &[Box<dyn Step>]) -> Vec<ServiceHeal
             }
         })
         .collect()
+}
+
+/// Whether systemd knows the unit: an image without Jitsi has no prosody
+/// or jicofo, and their absence is not a fault there.
+fn known_unit(system: &dyn System, name: &str) -> bool {
+    let cmd = Cmd::new("systemctl").args(["show", "--property=LoadState", "--value", name]);
+    match system.run(&cmd) {
+        Ok(out) => out.stdout_text().trim() != "not-found",
+        Err(_) => true,
+    }
 }
 
 pub fn report(
@@ -254,5 +265,18 @@ mod tests {
             }
         );
         assert_eq!(health[1].state, "inactive");
+
+        // On an image without Jitsi its services are not there at all.
+        fake.reply(
+            "systemctl show --property=LoadState --value prosody",
+            "not-found\n",
+            true,
+        );
+        let names: Vec<String> = services(&fake, &steps::all())
+            .into_iter()
+            .map(|h| h.name)
+            .collect();
+        assert!(!names.contains(&"prosody".to_owned()), "{names:?}");
+        assert!(names.contains(&"jicofo".to_owned()));
     }
 }

@@ -21,6 +21,8 @@ use crate::command::Cmd;
 pub const LOCAL_REPO: &str = "/var/lib/balcao/jitsi-repo";
 /// Its index; its presence tells an image that carries Jitsi.
 pub const LOCAL_INDEX: &str = "/var/lib/balcao/jitsi-repo/Packages";
+/// Shipped by overlays/appliance: this image is meant to carry Jitsi.
+pub const JITSI_IMAGE_MARKER: &str = "/usr/share/balcao/jitsi-appliance";
 /// The apt source this appliance installs Jitsi from, and only that.
 pub const LOCAL_LIST: &str = "/etc/apt/sources.list.d/balcao-jitsi-local.list";
 /// dpkg's record of installed packages (Debian's path).
@@ -86,13 +88,14 @@ pub fn missing_packages(root: &Root) -> Result<Vec<&'static str>, FileError> {
         .collect())
 }
 
-/// Whether the Jitsi steps act on this root: always on the running system
-/// (where a missing repository is an error the install step reports), and
-/// under another root only when it carries the local repository or Jitsi.
-/// A test root without either (the first-boot CLI tests) has nothing for
-/// them to do, and running debconf or apt there would touch the host.
+/// Whether the Jitsi steps act on this root: when it is a Jitsi image (the
+/// appliance overlay's marker, or the local repository, is there) or Jitsi
+/// is installed. Otherwise (the minimal test image, the first-boot CLI
+/// tests' temporary roots) they have nothing to do. A Jitsi image whose
+/// repository is missing is in scope, and the install step says what is
+/// wrong.
 pub fn in_scope(ctx: &Context) -> Result<bool, StepError> {
-    if ctx.root.is_system() || ctx.root.exists(LOCAL_INDEX) {
+    if ctx.root.exists(JITSI_IMAGE_MARKER) || ctx.root.exists(LOCAL_INDEX) {
         return Ok(true);
     }
     let installed = installed_packages(ctx.root)?;
@@ -103,7 +106,7 @@ pub fn in_scope(ctx: &Context) -> Result<bool, StepError> {
 pub fn out_of_scope_facts() -> Facts {
     [(
         "jitsi".to_owned(),
-        "sem repositório Jitsi nesta raiz / no Jitsi repository under this root".to_owned(),
+        "imagem sem Jitsi / image without Jitsi".to_owned(),
     )]
     .into()
 }
