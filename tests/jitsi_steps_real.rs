@@ -29,7 +29,6 @@ use balcao::appliance::steps::jitsi_install::{
 use balcao::appliance::steps::jitsi_preseed::{JitsiPreseed, SELF_SIGNED};
 use balcao::appliance::steps::jitsi_secure::JitsiSecure;
 use balcao::appliance::steps::jitsi_site::{add_include, nginx_test};
-use balcao::appliance::steps::Step;
 use balcao::appliance::{users, Root, System};
 use balcao::command::{Cmd, CommandError, Output};
 use support::*;
@@ -545,5 +544,4 @@ fn the_steps_are_listed_in_firstboot_help() {
         text.contains("firewall, jitsi-preseed, jitsi-install, jitsi-secure, jitsi-site, jitsi-health, message"),
         "{text}"
     );
-    let _ = JitsiPreseed.name();
 }
