@@ -29,6 +29,7 @@ use balcao::appliance::steps::jitsi_install::{
 use balcao::appliance::steps::jitsi_preseed::{JitsiPreseed, SELF_SIGNED};
 use balcao::appliance::steps::jitsi_secure::JitsiSecure;
 use balcao::appliance::steps::jitsi_site::{add_include, nginx_test};
+use balcao::appliance::steps::Step;
 use balcao::appliance::{users, Root, System};
 use balcao::command::{Cmd, CommandError, Output};
 use support::*;
