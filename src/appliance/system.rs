@@ -45,8 +45,6 @@ impl System for RealSystem {
 pub struct FakeSystem {
     /// Every command line run, in order.
     pub log: Mutex<Vec<String>>,
-    /// What each command got on standard input, in the same order as `log`.
-    pub inputs: Mutex<Vec<Option<Vec<u8>>>>,
     /// (prefix of the command line, stdout, success) tried in order; the first
     /// matching entry answers, and is used up when `once` is set.
     replies: Mutex<VecDeque<Reply>>,
@@ -104,29 +102,12 @@ impl FakeSystem {
     pub fn commands(&self) -> Vec<String> {
         self.log.lock().unwrap().clone()
     }
-
-    /// Standard input of every command whose line starts with `prefix`.
-    pub fn stdin_of(&self, prefix: &str) -> Vec<String> {
-        let log = self.log.lock().unwrap();
-        let inputs = self.inputs.lock().unwrap();
-        log.iter()
-            .zip(inputs.iter())
-            .filter(|(line, _)| line.starts_with(prefix))
-            .map(|(_, input)| {
-                String::from_utf8_lossy(input.as_deref().unwrap_or_default()).into_owned()
-            })
-            .collect()
-    }
 }
 
 impl System for FakeSystem {
     fn run(&self, cmd: &Cmd) -> Result<Output, CommandError> {
         let line = cmd.display();
         self.log.lock().unwrap().push(line.clone());
-        self.inputs
-            .lock()
-            .unwrap()
-            .push(cmd.stdin_bytes().map(<[u8]>::to_vec));
         let mut replies = self.replies.lock().unwrap();
         let found = replies.iter().position(|r| line.starts_with(&r.prefix));
         let (stdout, ok) = match found {
