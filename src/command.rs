@@ -147,6 +147,12 @@ impl Cmd {
         self
     }
 
+    /// What [`Cmd::stdin`] will feed the command, for test doubles that check
+    /// a secret went there and not on the command line.
+    pub fn stdin_bytes(&self) -> Option<&[u8]> {
+        self.stdin.as_deref()
+    }
+
     /// The command line as a person would type it, for logs and errors.
     pub fn display(&self) -> String {
         std::iter::once(&self.program)

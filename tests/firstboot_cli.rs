@@ -64,7 +64,12 @@ fn preseed_configures_everything_and_a_second_run_changes_nothing() {
 
     let status = sb.status();
     assert!(status.status.success(), "{}", text(&status.stdout));
-    assert_eq!(text(&status.stdout).matches("[ok]").count(), 5);
+    // One [ok] per step (the Jitsi steps have nothing to do under a root
+    // without the image's Jitsi repository).
+    assert_eq!(
+        text(&status.stdout).matches("[ok]").count(),
+        balcao::appliance::steps::all().len()
+    );
 
     // Second run: nothing to do, nothing touched.
     let before = sb.snapshot();

@@ -38,6 +38,7 @@ pub fn services(system: &dyn System, steps: &[Box<dyn Step>]) -> Vec<ServiceHeal
     }
     names
         .into_iter()
+        .filter(|name| known_unit(system, name))
         .map(|name| {
             let cmd = Cmd::new("systemctl").args(["is-active", name]);
             let state = match system.run(&cmd) {
@@ -55,6 +56,16 @@ pub fn services(system: &dyn System, steps: &[Box<dyn Step>]) -> Vec<ServiceHeal
             }
         })
         .collect()
+}
+
+/// Whether systemd knows the unit: an image without Jitsi has no prosody
+/// or jicofo, and their absence is not a fault there.
+fn known_unit(system: &dyn System, name: &str) -> bool {
+    let cmd = Cmd::new("systemctl").args(["show", "--property=LoadState", "--value", name]);
+    match system.run(&cmd) {
+        Ok(out) => out.stdout_text().trim() != "not-found",
+        Err(_) => true,
+    }
 }
 
 pub fn report(
@@ -108,6 +119,12 @@ pub fn report(
         );
         if let Some(error) = record.and_then(|r| r.error.as_deref()) {
             let _ = writeln!(text, "               {error}");
+        }
+        // Health checks a step recorded when it last finished (jitsi-health).
+        for (key, value) in record.iter().flat_map(|r| &r.facts) {
+            if let Some(what) = key.strip_prefix("health_") {
+                let _ = writeln!(text, "               {what}: {value}");
+            }
         }
     }
 
@@ -211,6 +228,14 @@ mod tests {
         assert!(!bad.healthy);
         assert!(bad.text.contains("[FALHOU]") && bad.text.contains("`ufw enable` falhou"));
         assert!(bad.text.contains("[interrompida]"));
+
+        state.set_facts(
+            "jitsi-health",
+            [("health_jvb".to_owned(), "ok".to_owned())].into(),
+        );
+        state.save(&root).unwrap();
+        let with_health = report(&root, &fake, &all).unwrap();
+        assert!(with_health.text.contains("jvb: ok"), "{}", with_health.text);
     }
 
     #[test]
@@ -219,7 +244,19 @@ mod tests {
         fake.reply("systemctl is-active ssh", "active\n", true);
         fake.reply("systemctl is-active ufw", "inactive\n", false);
         let health = services(&fake, &steps::all());
-        assert_eq!(health.len(), 2);
+        let names: Vec<&str> = health.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ssh",
+                "ufw",
+                "prosody",
+                "jicofo",
+                "jitsi-videobridge2",
+                "nginx",
+                "coturn"
+            ]
+        );
         assert_eq!(
             health[0],
             ServiceHealth {
@@ -228,5 +265,18 @@ mod tests {
             }
         );
         assert_eq!(health[1].state, "inactive");
+
+        // On an image without Jitsi its services are not there at all.
+        fake.reply(
+            "systemctl show --property=LoadState --value prosody",
+            "not-found\n",
+            true,
+        );
+        let names: Vec<String> = services(&fake, &steps::all())
+            .into_iter()
+            .map(|h| h.name)
+            .collect();
+        assert!(!names.contains(&"prosody".to_owned()), "{names:?}");
+        assert!(names.contains(&"jicofo".to_owned()));
     }
 }

@@ -29,6 +29,8 @@ enum Command {
     Status(StatusArgs),
     /// Unidades judiciárias, seus horários e a página do Balcão (import, export, check, render)
     Units(balcao::units::cli::UnitsArgs),
+    /// Contas da equipe que abre as salas (add, remove, list, passwd)
+    User(balcao::appliance::users::UserArgs),
 }
 
 #[derive(clap::Args)]
@@ -107,12 +109,35 @@ fn status(args: StatusArgs) -> ExitCode {
     }
 }
 
+fn user(args: balcao::appliance::users::UserArgs) -> ExitCode {
+    use balcao::appliance::{console::StdTerminal, system::RealSystem, users, Lang, Root};
+    use std::os::fd::AsRawFd;
+    let root = Root::new(&args.root);
+    let lang = users::appliance_domain(&root)
+        .map(|(_, lang)| lang)
+        .unwrap_or(Lang::Pt);
+    // SAFETY: isatty only looks at the descriptor.
+    let interactive = unsafe { libc::isatty(std::io::stdin().as_raw_fd()) } == 1;
+    let mut term = StdTerminal::new();
+    match users::run(&root, &args.action, &RealSystem, &mut term, interactive) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{}: {}", lang.t("erro", "error"), e.message(lang));
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     balcao::logging::init(cli.verbose);
     match cli.command {
         Command::Firstboot(args) => firstboot(args),
         Command::Status(args) => status(args),
+        Command::User(args) => user(args),
         Command::Units(args) => match balcao::units::cli::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -17,6 +17,12 @@ use crate::command::CommandError;
 pub mod firewall;
 pub mod hostname;
 pub mod hosts;
+pub mod jitsi_common;
+pub mod jitsi_health;
+pub mod jitsi_install;
+pub mod jitsi_preseed;
+pub mod jitsi_secure;
+pub mod jitsi_site;
 pub mod message;
 pub mod secrets;
 
@@ -75,6 +81,11 @@ pub fn all() -> Vec<Box<dyn Step>> {
         Box::new(hostname::Hostname),
         Box::new(hosts::Hosts),
         Box::new(firewall::Firewall),
+        Box::new(jitsi_preseed::JitsiPreseed),
+        Box::new(jitsi_install::JitsiInstall),
+        Box::new(jitsi_secure::JitsiSecure),
+        Box::new(jitsi_site::JitsiSite),
+        Box::new(jitsi_health::JitsiHealth::default()),
         Box::new(message::LoginMessage),
     ]
 }
