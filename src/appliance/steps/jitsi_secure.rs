@@ -6,7 +6,8 @@
 //! setup. Then the staff account from setup is created with prosodyctl, the
 //! password on its standard input; an account that already exists gets the
 //! password instead. When a file changed, the Jitsi services are put on the
-//! restart list for `jitsi-health`.
+//! restart list for `jitsi-health`. The same step enables balcao's
+//! private-room module on the conference component (`jitsi::lobby`).
 
 use std::net::IpAddr;
 
@@ -60,7 +61,11 @@ impl JitsiSecure {
             })?),
             None => None,
         };
-        Ok(secure_domain_edits(&Self::domain(ctx)?, public, local))
+        let domain = Self::domain(ctx)?;
+        let mut edits = secure_domain_edits(&domain, public, local);
+        // Counter rooms stay private: guests wait until staff admit them.
+        edits.push(crate::appliance::jitsi::lobby::private_rooms_edit(&domain));
+        Ok(edits)
     }
 
     fn edits_in_place(ctx: &Context) -> Result<bool, StepError> {
