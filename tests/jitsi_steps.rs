@@ -304,6 +304,9 @@ fn secure_domain_and_first_account_with_the_password_on_stdin() {
         host.contains(&format!("VirtualHost \"guest.{DOMAIN}\"")),
         "{host}"
     );
+    // Counter rooms are private: balcao's module on the conference component.
+    assert!(host.contains("\"balcao_private_rooms\""), "{host}");
+    assert!(host.contains("/usr/share/balcao/prosody-plugins"), "{host}");
     let jvb = read(dir.path(), "etc/jitsi/videobridge/jvb.conf");
     assert!(jvb.contains("require-valid-address"), "{jvb}");
 

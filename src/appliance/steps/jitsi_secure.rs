@@ -111,16 +111,18 @@ impl Step for JitsiSecure {
         let domain = Self::domain(ctx)?;
         let mut facts = Facts::new();
 
-        let mut changed = 0;
+        // Two edits may touch one file (the prosody host file): count files.
+        let mut changed = std::collections::BTreeSet::new();
         for edit in Self::edits(ctx)? {
             match edit.apply_at(ctx.root.dir()).map_err(jitsi)? {
                 Outcome::Changed => {
                     tracing::info!("{}: {}", edit.path.display(), edit.summary);
-                    changed += 1;
+                    changed.insert(edit.path.clone());
                 }
                 Outcome::Unchanged => {}
             }
         }
+        let changed = changed.len();
         if changed > 0 {
             request_restart(ctx.root, SERVICES)?;
         }
