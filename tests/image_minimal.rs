@@ -82,7 +82,10 @@ fn the_image_is_complete_and_carries_nothing_of_the_build() {
     let verify = run(Command::new("sgdisk").arg("--verify").arg(&raw));
     assert!(verify.contains("No problems found"), "{verify}");
     let table = run(Command::new("sgdisk").arg("--print").arg(&raw));
-    let rows: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     let row = |number: &str| {
         rows.iter()
             .find(|r| r.first() == Some(&number))
@@ -250,11 +253,18 @@ fn boots_bios_and_uefi_each_as_a_new_machine() {
     );
 }
 
-/// Waits for `prompt` after `from`, types `answer` and Enter.
+/// Waits for `prompt` after `from`, types `answer` and Enter. On failure the
+/// whole console is kept under target/test-artifacts/.
 fn answer(vm: &mut Vm, from: &mut usize, prompt: &str, text: &str) {
     *from = vm
-        .wait_for_from(prompt, *from, Duration::from_secs(120))
-        .unwrap_or_else(|e| panic!("waiting for `{prompt}`: {e}"));
+        .wait_for_from(prompt, *from, Duration::from_secs(180))
+        .unwrap_or_else(|e| {
+            let dir = repo().join("target/test-artifacts");
+            let _ = std::fs::create_dir_all(&dir);
+            let log = dir.join("wizard-console.log");
+            let _ = std::fs::write(&log, vm.console_text());
+            panic!("waiting for `{prompt}` (console in {}): {e}", log.display())
+        });
     vm.type_text(&format!("{text}\r")).unwrap();
 }
 
@@ -483,6 +493,9 @@ fn export_minimal(format: balcao::export::Format, dir: &std::path::Path) -> std:
     balcao::export::export(&minimal_raw(), format, dir, &appliance).unwrap()
 }
 
+/// Boots an exported disk until systemd says the network is online: the
+/// root filesystem was found on that disk controller and the network card
+/// got an address over DHCP.
 fn boots(
     image: &std::path::Path,
     format: &str,
@@ -493,13 +506,13 @@ fn boots(
     spec.format = format.into();
     spec.hardware = hardware;
     let _slot = vm_slot();
-    let (took, marker) = balcao::qemu::boot_until_up(&spec, BOOT_TIMEOUT)
+    let mut vm = Vm::start(&spec).unwrap();
+    vm.wait_for("Network is Online", BOOT_TIMEOUT)
         .unwrap_or_else(|e| panic!("{} ({firmware:?}, {hardware:?}): {e}", image.display()));
     eprintln!(
-        "{} on {hardware:?} with {firmware:?}: `{}` after {:.1} s",
+        "{} on {hardware:?} with {firmware:?}: root mounted and network online after {:.1} s",
         image.file_name().unwrap().to_string_lossy(),
-        marker.trim(),
-        took.as_secs_f64()
+        vm.elapsed().as_secs_f64()
     );
 }
 
