@@ -29,6 +29,8 @@ enum Command {
     Status(StatusArgs),
     /// Unidades judiciárias, seus horários e a página do Balcão (import, export, check, render)
     Units(balcao::units::cli::UnitsArgs),
+    /// Certificado TLS: use (certificado do tribunal), status, renew, deploy-hook (certbot)
+    Tls(balcao::appliance::tls::cli::TlsArgs),
 }
 
 #[derive(clap::Args)]
@@ -113,6 +115,15 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Firstboot(args) => firstboot(args),
         Command::Status(args) => status(args),
+        Command::Tls(args) => {
+            match balcao::appliance::tls::cli::run(&args, &balcao::appliance::system::RealSystem) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("erro: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Units(args) => match balcao::units::cli::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

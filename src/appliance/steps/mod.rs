@@ -19,6 +19,7 @@ pub mod hostname;
 pub mod hosts;
 pub mod message;
 pub mod secrets;
+pub mod tls;
 
 /// Facts a step records for later messages (never secrets).
 pub type Facts = BTreeMap<String, String>;
@@ -75,6 +76,7 @@ pub fn all() -> Vec<Box<dyn Step>> {
         Box::new(hostname::Hostname),
         Box::new(hosts::Hosts),
         Box::new(firewall::Firewall),
+        Box::new(tls::Tls::default()),
         Box::new(message::LoginMessage),
     ]
 }
