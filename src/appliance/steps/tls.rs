@@ -10,7 +10,7 @@
 
 use super::{Context, Facts, Step, StepError};
 use crate::appliance::tls::acme::{Certbot, Request};
-use crate::appliance::tls::preflight::{self, Network};
+use crate::appliance::tls::preflight::Network;
 use crate::appliance::tls::retry::{self, Attempt};
 use crate::appliance::tls::{cli, selfsigned, TlsError, FACT_WARNING};
 use crate::appliance::Lang;
@@ -97,8 +97,7 @@ impl Step for Tls {
     }
 
     fn apply(&self, ctx: &Context) -> Result<Facts, StepError> {
-        let resolve = preflight::system_resolve;
-        let net = cli::system_network(ctx.system, ctx.setup.public_ip.as_deref(), &resolve);
+        let net = cli::system_network(ctx.root, ctx.system, ctx.setup.public_ip.as_deref());
         self.apply_with(ctx, &net)
     }
 }
@@ -224,6 +223,28 @@ mod tests {
         };
         let facts = step.apply_with(&ctx, &net).unwrap();
         assert_eq!(facts[FACT_ATTEMPTS], "2");
+    }
+
+    #[test]
+    fn a_test_root_never_reaches_dns_or_the_ca() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let fake = fake_with_openssl();
+        let setup = setup("letsencrypt");
+        let state = State::default();
+        let ctx = Context {
+            root: &root,
+            system: &fake,
+            setup: &setup,
+            state: &state,
+        };
+        let facts = Tls::default().apply(&ctx).unwrap();
+        assert!(facts[FACT_WARNING].contains("--root"), "{facts:?}");
+        assert!(
+            fake.commands().iter().all(|c| c.starts_with("openssl")),
+            "{:?}",
+            fake.commands()
+        );
     }
 
     #[test]

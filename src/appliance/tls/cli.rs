@@ -162,16 +162,34 @@ fn use_own(root: &Root, system: &dyn System, files: &OwnFiles) -> Result<(), Tls
     Ok(())
 }
 
-/// The network as the appliance sees it.
-pub fn system_network<'a>(
+/// Resolver used under a `--root` other than `/`: tests must not reach DNS
+/// (nor, through it, a real CA).
+fn offline(_: &str) -> std::io::Result<Vec<std::net::IpAddr>> {
+    Err(std::io::Error::other(
+        "consulta ao DNS desligada com --root diferente de /",
+    ))
+}
+
+/// The network as the appliance sees it; none at all under a test root.
+pub fn system_network(
+    root: &Root,
     system: &dyn System,
     public_ip: Option<&str>,
-    resolve: &'a dyn Fn(&str) -> std::io::Result<Vec<std::net::IpAddr>>,
-) -> Network<'a> {
-    let local = system
-        .run(&Cmd::new("hostname").arg("-I"))
-        .map(|o| preflight::parse_addresses(&o.stdout_text()))
-        .unwrap_or_default();
+) -> Network<'static> {
+    let resolve: &'static dyn Fn(&str) -> std::io::Result<Vec<std::net::IpAddr>> =
+        if root.is_system() {
+            &preflight::system_resolve
+        } else {
+            &offline
+        };
+    let local = if root.is_system() {
+        system
+            .run(&Cmd::new("hostname").arg("-I"))
+            .map(|o| preflight::parse_addresses(&o.stdout_text()))
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
     Network {
         http_port: 80,
         resolve,
@@ -218,8 +236,7 @@ fn renew(root: &Root, system: &dyn System, retry_only: bool, force: bool) -> Res
 
     let email = s.answers.get("email").unwrap_or_default().to_owned();
     let certbot = Certbot::default();
-    let resolve = preflight::system_resolve;
-    let net = system_network(system, s.answers.get("network.public_ip"), &resolve);
+    let net = system_network(root, system, s.answers.get("network.public_ip"));
     let request = Request {
         domain: &s.domain,
         email: &email,
