@@ -145,11 +145,17 @@ impl Certbot {
             .args(["--keep-until-expiring", "--deploy-hook", &self.deploy_hook])
     }
 
-    /// `certbot renew` for `domain`'s certificate.
-    pub fn renew(&self, domain: &str, force: bool, dry_run: bool) -> Cmd {
+    /// `certbot renew` for `domain`'s certificate, from the ACME server
+    /// `directory` (given explicitly: with `--dry-run` certbot would otherwise
+    /// switch to Let's Encrypt's staging server).
+    pub fn renew(&self, domain: &str, directory: &str, force: bool, dry_run: bool) -> Cmd {
         let mut cmd = self
             .base()
-            .args(["renew", "--non-interactive", "--cert-name", domain]);
+            .args(["renew", "--non-interactive", "--cert-name", domain])
+            .args(["--server", directory])
+            // Someone (or the retry timer) is waiting: no random delay of up
+            // to 8 minutes, which is for certbot.timer's unattended runs.
+            .arg("--no-random-sleep-on-renew");
         if force {
             cmd = cmd.arg("--force-renewal");
         }

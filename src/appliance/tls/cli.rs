@@ -278,7 +278,9 @@ pub fn renew_now(
     let installed = selfsigned::installed(root, request.domain)?;
     let from_ca = installed.as_ref().is_some_and(|i| !i.self_issued());
     if from_ca && certbot.has_lineage(request.domain) {
-        if let Err(e) = system.run(&certbot.renew(request.domain, force, false)) {
+        if let Err(e) =
+            system.run(&certbot.renew(request.domain, request.directory(), force, false))
+        {
             let failure = acme::classify(&e, request.directory());
             return Err(TlsError::Other(failure.message(Lang::Pt)));
         }
