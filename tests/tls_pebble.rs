@@ -94,6 +94,9 @@ fn wait_for_port(port: u16, who: &Process) {
 /// Plays nginx's port 80: serves files under `webroot` for any Host.
 struct WebServer {
     port: u16,
+    /// When set, only balcao's own preflight files are served: the CA's
+    /// challenge gets a 404, as when port 80 reaches another machine.
+    preflight_only: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -105,11 +108,13 @@ impl WebServer {
         let port = listener.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let preflight_only = Arc::new(AtomicBool::new(false));
+        let only = preflight_only.clone();
         let thread = std::thread::spawn(move || {
             while !stopping.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let _ = serve_one(stream, &webroot);
+                        let _ = serve_one(stream, &webroot, only.load(Ordering::SeqCst));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(20)),
                 }
@@ -117,6 +122,7 @@ impl WebServer {
         });
         WebServer {
             port,
+            preflight_only,
             stop,
             thread: Some(thread),
         }
@@ -132,7 +138,7 @@ impl Drop for WebServer {
     }
 }
 
-fn serve_one(stream: TcpStream, webroot: &Path) -> std::io::Result<()> {
+fn serve_one(stream: TcpStream, webroot: &Path, preflight_only: bool) -> std::io::Result<()> {
     stream.set_nonblocking(false)?;
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(stream.try_clone()?);
@@ -145,7 +151,9 @@ fn serve_one(stream: TcpStream, webroot: &Path) -> std::io::Result<()> {
             break;
         }
     }
-    let safe = !path.contains("..") && path.starts_with("/.well-known/acme-challenge/");
+    let safe = !path.contains("..")
+        && path.starts_with("/.well-known/acme-challenge/")
+        && (!preflight_only || path.contains("balcao-preflight-"));
     let body = if safe {
         fs::read(webroot.join(path.trim_start_matches('/'))).ok()
     } else {
@@ -335,6 +343,7 @@ fn pebble_failure_paths_then_issuance_renewal_and_deploy_hook() {
         facts
     };
     let warning = &facts[FACT_WARNING];
+    eprintln!("warning: {warning}");
     assert!(
         warning.contains("o nginx não serve /.well-known/acme-challenge/"),
         "{warning}"
@@ -391,6 +400,7 @@ fn pebble_failure_paths_then_issuance_renewal_and_deploy_hook() {
         step.apply_with(&ctx, &net_to(web.port)).unwrap()
     };
     let warning = &facts[FACT_WARNING];
+    eprintln!("warning: {warning}");
     assert!(
         warning.contains("não foi possível falar com o servidor ACME"),
         "{warning}"
@@ -407,6 +417,39 @@ fn pebble_failure_paths_then_issuance_renewal_and_deploy_hook() {
     state.save(&root).unwrap();
 
     eprintln!("{:?} 2 unreachable ACME done", started.elapsed());
+
+    // 2b. Port 80 looks fine from here but the CA's challenge goes unanswered
+    //     (as when DNS or NAT sends it elsewhere): certbot's own reason.
+    web.preflight_only.store(true, Ordering::SeqCst);
+    let facts = {
+        let ctx = Context {
+            root: &root,
+            system: &RealSystem,
+            setup: &good,
+            state: &state,
+        };
+        step.apply_with(&ctx, &net_to(web.port)).unwrap()
+    };
+    web.preflight_only.store(false, Ordering::SeqCst);
+    let warning = &facts[FACT_WARNING];
+    eprintln!("warning: {warning}");
+    assert!(
+        warning.contains("o certbot não obteve o certificado"),
+        "{warning}"
+    );
+    assert!(warning.contains("404"), "certbot's detail: {warning}");
+    assert_eq!(facts[FACT_ATTEMPTS], "3");
+    assert_eq!(
+        fs::read(root.path(&crt)).unwrap(),
+        self_signed,
+        "self-signed kept"
+    );
+    state.set_facts("tls", facts);
+    state.save(&root).unwrap();
+    eprintln!(
+        "{:?} 2b challenge refused by the CA done",
+        started.elapsed()
+    );
     // 3. Pebble answers: its certificate replaces the self-signed one.
     let facts = {
         let ctx = Context {

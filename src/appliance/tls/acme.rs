@@ -15,6 +15,9 @@ use super::{TlsError, DEPLOY_HOOK, LETSENCRYPT_DIRECTORY, WEBROOT};
 use crate::appliance::{Lang, Root, System};
 use crate::command::{Cmd, CommandError};
 
+/// Runs `$0 "$@"` with its standard output sent to standard error.
+pub const MERGE_OUTPUT: &str = "exec \"$0\" \"$@\" 1>&2";
+
 /// certbot's own folders (`/etc/letsencrypt` and friends unless given), and
 /// what it runs after an issuance.
 #[derive(Debug, Clone)]
@@ -98,7 +101,10 @@ impl Failure {
 
 impl Certbot {
     fn base(&self) -> Cmd {
-        let mut cmd = Cmd::new(&self.program);
+        // certbot says why a challenge failed on stdout and only "Some
+        // challenges have failed" on stderr; a failed command's error keeps
+        // stderr, so both are sent there.
+        let mut cmd = Cmd::new("sh").args(["-c", MERGE_OUTPUT, &self.program]);
         for (flag, dir) in [
             ("--config-dir", &self.config_dir),
             ("--work-dir", &self.work_dir),
@@ -300,7 +306,7 @@ mod tests {
             .display();
         assert_eq!(
             line,
-            "certbot certonly --non-interactive --agree-tos --no-eff-email --webroot -w /usr/share/jitsi-meet -d b.tjxx.jus.br --cert-name b.tjxx.jus.br -m ti@tjxx.jus.br --server https://acme.tjxx.jus.br/dir --keep-until-expiring --deploy-hook /usr/lib/balcao/tls-deploy-hook"
+            "sh -c 'exec \"$0\" \"$@\" 1>&2' certbot certonly --non-interactive --agree-tos --no-eff-email --webroot -w /usr/share/jitsi-meet -d b.tjxx.jus.br --cert-name b.tjxx.jus.br -m ti@tjxx.jus.br --server https://acme.tjxx.jus.br/dir --keep-until-expiring --deploy-hook /usr/lib/balcao/tls-deploy-hook"
         );
         let prod = Request {
             domain: "x",
