@@ -58,6 +58,9 @@ fn refused(c: &Case, args: &[&str], wanted: &[&str]) {
 fn good_chain_is_installed_and_recorded() {
     let c = case();
     let (cert, key) = c.pki.leaf("good", &[DOMAIN, "www.tjxx.jus.br"], None);
+    // First boot has finished: the login message gets the new fingerprint.
+    fs::create_dir_all(c.root.join("var/lib/balcao")).unwrap();
+    fs::write(c.root.join("var/lib/balcao/firstboot.done"), "").unwrap();
     let out = balcaoctl_tls(
         &c.root,
         &[
@@ -107,6 +110,9 @@ fn good_chain_is_installed_and_recorded() {
     let state = fs::read_to_string(c.root.join("var/lib/balcao/state.toml")).unwrap();
     assert!(state.contains(&want.fingerprint), "{state}");
     assert!(state.contains("source = \"own\""), "{state}");
+
+    let motd = fs::read_to_string(c.root.join("etc/motd.d/balcao")).unwrap();
+    assert!(motd.contains(&want.fingerprint), "{motd}");
 
     let status = balcaoctl_tls(&c.root, &["status"]);
     assert!(status.status.success(), "{}", text(&status.stderr));

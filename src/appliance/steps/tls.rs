@@ -15,17 +15,10 @@ use crate::appliance::tls::retry::{self, Attempt};
 use crate::appliance::tls::{cli, selfsigned, TlsError, FACT_WARNING};
 use crate::appliance::Lang;
 
+#[derive(Default)]
 pub struct Tls {
     /// certbot as the appliance runs it; tests give other folders.
     pub certbot: Certbot,
-}
-
-impl Default for Tls {
-    fn default() -> Tls {
-        Tls {
-            certbot: Certbot::default(),
-        }
-    }
 }
 
 impl From<TlsError> for StepError {

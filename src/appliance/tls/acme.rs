@@ -67,7 +67,9 @@ pub enum Failure {
     Preflight(preflight::Problem),
     /// The ACME server could not be reached.
     Unreachable { directory: String, detail: String },
-    /// certbot ran and failed (challenge refused, rate limit, ...).
+    /// The CA could not fetch or accept the challenge file.
+    Challenge { domain: String, detail: String },
+    /// certbot ran and failed otherwise (rate limit, account, ...).
     Certbot { detail: String },
     /// certbot succeeded but its files could not be installed.
     Install { detail: String },
@@ -82,6 +84,12 @@ impl Failure {
             ),
             (Failure::Unreachable { directory, detail }, Lang::En) => format!(
                 "could not reach the ACME server {directory} ({detail}); allow outgoing HTTPS (TCP 443) from this machine or check tls.acme_directory"
+            ),
+            (Failure::Challenge { domain, detail }, Lang::Pt) => format!(
+                "a autoridade certificadora não conseguiu validar http://{domain}/.well-known/acme-challenge/ ({detail}); confira se, pela internet, o registro DNS de {domain} e a porta TCP 80 (firewall e NAT) chegam a esta máquina"
+            ),
+            (Failure::Challenge { domain, detail }, Lang::En) => format!(
+                "the certificate authority could not validate http://{domain}/.well-known/acme-challenge/ ({detail}); check that, from the internet, {domain}'s DNS record and TCP port 80 (firewall and NAT) reach this machine"
             ),
             (Failure::Certbot { detail }, Lang::Pt) => format!(
                 "o certbot não obteve o certificado: {detail} (detalhes em /var/log/letsencrypt/letsencrypt.log)"
@@ -215,7 +223,13 @@ pub fn obtain(
     }
 
     if let Err(e) = system.run(&certbot.certonly(root, req)) {
-        return Err(classify(&e, req.directory()));
+        return Err(match classify(&e, req.directory()) {
+            Failure::Certbot { detail } if is_challenge(&detail) => Failure::Challenge {
+                domain: req.domain.to_owned(),
+                detail,
+            },
+            other => other,
+        });
     }
     certbot
         .install_live(root, system, req.domain)
@@ -258,6 +272,14 @@ pub fn classify(error: &CommandError, directory: &str) -> Failure {
     } else {
         Failure::Certbot { detail }
     }
+}
+
+/// Whether certbot's summary is about the HTTP-01 challenge (ACME error
+/// types `unauthorized`, `connection`, `dns`).
+fn is_challenge(detail: &str) -> bool {
+    ["Type:   unauthorized", "Type:   connection", "Type:   dns"]
+        .iter()
+        .any(|t| detail.contains(t))
 }
 
 /// The few lines of certbot's output that say what went wrong.

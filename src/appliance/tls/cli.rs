@@ -144,8 +144,9 @@ fn use_own(root: &Root, system: &dyn System, files: &OwnFiles) -> Result<(), Tls
         facts.remove(FACT_WARNING);
         Ok(())
     })?;
-    if recorded.is_none() {
-        eprintln!("a primeira inicialização está em andamento; `balcaoctl status` mostrará o certificado quando ela terminar");
+    match recorded {
+        Some(()) => refresh_login_message(root, system)?,
+        None => eprintln!("a primeira inicialização está em andamento; `balcaoctl status` mostrará o certificado quando ela terminar"),
     }
     retry::set_timer(root, system, false)?;
     println!(
@@ -251,6 +252,7 @@ fn renew(root: &Root, system: &dyn System, retry_only: bool, force: bool) -> Res
             Ok(())
         }
         Some(Outcome::Issued(print)) => {
+            refresh_login_message(root, system)?;
             println!("certificado em uso para {} (SHA-256 {print})", s.domain);
             Ok(())
         }
@@ -328,11 +330,14 @@ pub fn deploy_hook(
     }
     let (info, done) = acme::install_lineage(root, system, &domain, lineage)?;
     // During first boot or `tls renew` the caller holds the lock and records.
-    let _ = retry::update_facts(root, |facts| {
+    let recorded = retry::update_facts(root, |facts| {
         retry::describe(facts, &info, "letsencrypt");
         retry::clear_pending(facts);
         Ok(())
     })?;
+    if recorded.is_some() {
+        refresh_login_message(root, system)?;
+    }
     println!(
         "certificado instalado para {domain} ({} arquivos; recarregados: {}), válido até {}",
         done.written.len(),
@@ -343,6 +348,29 @@ pub fn deploy_hook(
         },
         info.expires_text()
     );
+    Ok(())
+}
+
+/// Rewrites the login message with the new fingerprint once first boot is
+/// done (its `message` step ran with the certificate of that moment).
+fn refresh_login_message(root: &Root, system: &dyn System) -> Result<(), TlsError> {
+    use crate::appliance::message::{self, Addresses};
+    if !root.exists(crate::appliance::root::DONE_FILE) {
+        return Ok(());
+    }
+    let (answers, _) = setup::read_preseed(root)?;
+    let Some(setup) = Setup::from_answers(&answers) else {
+        return Ok(());
+    };
+    let state = State::load(root)?;
+    let known = crate::appliance::steps::message::machine_addresses(root, system);
+    let motd_addresses = match known.as_deref() {
+        Some(list) => Addresses::Known(list),
+        None => Addresses::Unknown,
+    };
+    let issue = message::done_text(&setup, &state, Addresses::IssueEscape);
+    let motd = message::done_text(&setup, &state, motd_addresses);
+    message::write(root, &issue, &motd)?;
     Ok(())
 }
 

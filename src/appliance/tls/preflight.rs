@@ -252,7 +252,8 @@ fn fetch(
             }
         }
         Err(ureq::Error::Status(code, _)) => Err(format!("{url} respondeu HTTP {code}")),
-        Err(e) => Err(format!("{url}: {e}")),
+        // ureq's error already names the URL.
+        Err(e) => Err(e.to_string()),
     }
 }
 
