@@ -77,8 +77,10 @@ pub fn install(
     Ok(done)
 }
 
-/// Writes the file unless it already holds `content`; the key's group is set
-/// when the group exists in the root's /etc/group and we run as root.
+/// Writes the file unless it already holds `content`. A file that exists
+/// keeps its mode and group (as Jitsi's packaging made them, which is what
+/// coturn's access depends on); a new one gets `mode` and `group`, when that
+/// group exists in the root's /etc/group and we run as root.
 fn write_if_changed(
     root: &Root,
     path: &str,
@@ -87,18 +89,17 @@ fn write_if_changed(
     group: Option<&str>,
     done: &mut Installed,
 ) -> Result<bool, TlsError> {
+    use std::os::unix::fs::MetadataExt;
     let real = root.path(path);
-    let same = std::fs::read(&real)
-        .map(|old| old == content)
-        .unwrap_or(false);
-    let right_mode = std::fs::metadata(&real)
-        .map(|m| m.permissions().mode() & 0o777 == mode)
-        .unwrap_or(false);
-    if same && right_mode {
+    if std::fs::read(&real).is_ok_and(|old| old == content) {
         return Ok(false);
     }
+    let (mode, gid) = match std::fs::metadata(&real) {
+        Ok(meta) => (meta.permissions().mode() & 0o777, Some(meta.gid())),
+        Err(_) => (mode, group.and_then(|g| group_id(root, g))),
+    };
     root.write_atomic(path, content, mode)?;
-    if let Some(gid) = group.and_then(|g| group_id(root, g)) {
+    if let Some(gid) = gid {
         set_group(&real, gid);
     }
     done.written.push(path.to_owned());
@@ -168,6 +169,14 @@ mod tests {
             std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
             0o640
         );
+        // An existing file keeps its mode.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        install(&root, &fake, "b.tjxx.jus.br", b"CERT", b"KEY2").unwrap();
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        install(&root, &fake, "b.tjxx.jus.br", b"CERT", b"KEY").unwrap();
         // Not the running system: no systemctl.
         assert!(fake.commands().is_empty());
         let again = install(&root, &fake, "b.tjxx.jus.br", b"CERT", b"KEY").unwrap();
