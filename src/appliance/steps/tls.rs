@@ -9,7 +9,10 @@
 //! certificate, plus the pending reason and attempt count.
 
 use super::{Context, Facts, Step, StepError};
+use crate::appliance::setup;
+use crate::appliance::state::now;
 use crate::appliance::tls::acme::{Certbot, Request};
+use crate::appliance::tls::own::{self, OwnFiles};
 use crate::appliance::tls::preflight::Network;
 use crate::appliance::tls::retry::{self, Attempt};
 use crate::appliance::tls::{cli, selfsigned, TlsError, FACT_WARNING};
@@ -57,21 +60,52 @@ impl Tls {
                 retry::attempt(&attempt, &mut facts)?;
             }
             mode => {
-                let (info, _) = selfsigned::ensure(ctx.root, ctx.system, domain)?;
+                let (mut info, _) = selfsigned::ensure(ctx.root, ctx.system, domain)?;
                 retry::clear_pending(&mut facts);
                 retry::set_timer(ctx.root, ctx.system, false)?;
+                let mut refusal = None;
+                if mode == "own" {
+                    if let Some(files) = own_files(ctx)? {
+                        match own::use_own(ctx.root, ctx.system, domain, &files, now() as i64) {
+                            Ok((checked, _)) => info = checked.leaf,
+                            Err(TlsError::Own(refused)) => refusal = Some(refused.to_string()),
+                            Err(other) => return Err(other.into()),
+                        }
+                    }
+                }
                 let source = retry::source_of(&info, false);
                 retry::describe(&mut facts, &info, source);
                 if mode == "own" && info.self_issued() {
+                    let why = match refusal {
+                        Some(reason) => format!("o certificado de tls.cert foi recusado: {reason}"),
+                        None => "o certificado do tribunal ainda não foi instalado".into(),
+                    };
                     facts.insert(
                         FACT_WARNING.into(),
-                        "modo own: usando certificado autoassinado até o do tribunal ser instalado com `balcaoctl tls use CERT KEY --chain CADEIA`".into(),
+                        format!("modo own: usando certificado autoassinado; {why}; instale-o com `balcaoctl tls use CERT KEY --chain CADEIA` ou corrija tls.cert/tls.key em setup.toml"),
                     );
                 }
             }
         }
         Ok(facts)
     }
+}
+
+/// The court's certificate files named in setup.toml (`tls.cert`,
+/// `tls.key`, optional `tls.chain`, `tls.ca`), when both are given.
+fn own_files(ctx: &Context) -> Result<Option<OwnFiles>, StepError> {
+    let (answers, _) =
+        setup::read_preseed(ctx.root).map_err(|e| StepError::Check(e.to_string()))?;
+    let path = |key: &str| answers.get(key).map(|p| ctx.root.path(p));
+    Ok(match (path("tls.cert"), path("tls.key")) {
+        (Some(cert), Some(key)) => Some(OwnFiles {
+            cert,
+            key,
+            chain: path("tls.chain"),
+            ca: path("tls.ca"),
+        }),
+        _ => None,
+    })
 }
 
 impl Step for Tls {
@@ -238,6 +272,63 @@ mod tests {
             "{:?}",
             fake.commands()
         );
+    }
+
+    #[test]
+    fn own_mode_installs_the_files_named_in_setup_toml_or_says_why_not() {
+        use crate::appliance::root::SETUP_FILE;
+        use crate::appliance::system::RealSystem;
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        // The court's certificate: here self-signed, trusted through tls.ca.
+        let (cert, key) = real_pair();
+        root.write_atomic("/root/tj.crt", cert.as_bytes(), 0o644)
+            .unwrap();
+        root.write_atomic("/root/tj.key", key.as_bytes(), 0o600)
+            .unwrap();
+        let preseed = format!(
+            "domain = \"{DOMAIN}\"\n[tls]\nmode = \"own\"\ncert = \"/root/tj.crt\"\nkey = \"/root/tj.key\"\nca = \"/root/tj.crt\"\n"
+        );
+        root.write_atomic(SETUP_FILE, preseed.as_bytes(), 0o600)
+            .unwrap();
+        let setup = setup("own");
+        let state = State::default();
+        let ctx = Context {
+            root: &root,
+            system: &RealSystem,
+            setup: &setup,
+            state: &state,
+        };
+        let facts = Tls::default().apply(&ctx).unwrap();
+        let want = crate::appliance::tls::cert::parse_first(cert.as_bytes(), "x").unwrap();
+        assert_eq!(facts[FACT_FINGERPRINT], want.fingerprint);
+        // Self-signed is what this one is; installed from tls.cert all the same.
+        let (crt, _) = jitsi_paths(DOMAIN);
+        assert_eq!(std::fs::read_to_string(root.path(&crt)).unwrap(), cert);
+
+        // Without the trusted root it is refused, and the reason is shown.
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        root.write_atomic("/root/tj.crt", cert.as_bytes(), 0o644)
+            .unwrap();
+        root.write_atomic("/root/tj.key", key.as_bytes(), 0o600)
+            .unwrap();
+        let preseed = preseed.replace("ca = \"/root/tj.crt\"\n", "");
+        root.write_atomic(SETUP_FILE, preseed.as_bytes(), 0o600)
+            .unwrap();
+        let ctx = Context {
+            root: &root,
+            system: &RealSystem,
+            setup: &setup,
+            state: &state,
+        };
+        let facts = Tls::default().apply(&ctx).unwrap();
+        assert!(
+            facts[FACT_WARNING].contains("tls.cert foi recusado"),
+            "{facts:?}"
+        );
+        assert!(facts[FACT_WARNING].contains("--ca"), "{facts:?}");
+        assert_ne!(std::fs::read_to_string(root.path(&crt)).unwrap(), cert);
     }
 
     #[test]
