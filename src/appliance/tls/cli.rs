@@ -22,7 +22,7 @@ use crate::command::Cmd;
 
 #[derive(clap::Args, Debug)]
 pub struct TlsArgs {
-    /// Raiz do sistema (outra que / só para testes: não chama systemctl)
+    /// Raiz do sistema (outra que / só para testes: não chama systemctl nem consulta o DNS)
     #[arg(long, default_value = "/", global = true)]
     pub root: PathBuf,
     #[command(subcommand)]
