@@ -31,7 +31,7 @@ const SECRET_QUESTIONS: [&str; 3] = [
 ];
 
 #[test]
-fn steps_run_after_the_firewall_and_before_the_message() {
+fn jitsi_steps_run_after_the_firewall_and_before_tls_and_the_message() {
     let names: Vec<&str> = steps::all().iter().map(|s| s.name()).collect();
     assert_eq!(
         names,
@@ -45,6 +45,7 @@ fn steps_run_after_the_firewall_and_before_the_message() {
             "jitsi-secure",
             "jitsi-site",
             "jitsi-health",
+            "tls",
             "message"
         ]
     );

@@ -20,6 +20,7 @@ pub mod state;
 pub mod status;
 pub mod steps;
 pub mod system;
+pub mod tls;
 pub mod users;
 pub mod validate;
 pub mod wizard;

@@ -17,7 +17,13 @@ use super::{Lang, Root};
 use crate::answers::{Kind, QUESTIONS};
 
 /// Keys setup.toml may hold besides the questions.
-pub const EXTRA_KEYS: &[&str] = &["tls.acme_directory"];
+pub const EXTRA_KEYS: &[&str] = &[
+    "tls.acme_directory",
+    "tls.cert",
+    "tls.key",
+    "tls.chain",
+    "tls.ca",
+];
 /// Certificate mode when none is given.
 pub const DEFAULT_TLS_MODE: &str = "letsencrypt";
 
@@ -383,6 +389,7 @@ pub fn keys_help() -> String {
         text.push_str(&format!("  {}{kind}: {}\n", q.key, q.label_pt));
     }
     text.push_str("  tls.acme_directory: diretório ACME (padrão: Let's Encrypt produção)\n");
+    text.push_str("  tls.cert, tls.key, tls.chain, tls.ca: arquivos do certificado do tribunal (modo own; conferidos como em `balcaoctl tls use`)\n");
     text
 }
 

@@ -12,6 +12,9 @@ use super::steps::Step;
 use super::{Lang, Root, System};
 use crate::command::Cmd;
 
+/// The fact a step records when it is done but degraded; shown and unhealthy.
+pub const WARNING_FACT: &str = "warning";
+
 /// One service's health.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceHealth {
@@ -105,8 +108,16 @@ pub fn report(
     for step in steps {
         let record = state.record(step.name());
         let status = record.map(|r| r.status).unwrap_or_default();
-        healthy &= status == Status::Done;
-        let word = status_word(lang, status);
+        // A step done in a degraded way (TLS on a self-signed certificate
+        // while Let's Encrypt retries) records a `warning` fact.
+        let warning = record
+            .filter(|_| status == Status::Done)
+            .and_then(|r| r.facts.get(WARNING_FACT));
+        healthy &= status == Status::Done && warning.is_none();
+        let word = match warning {
+            Some(_) => lang.t("[atenção]", "[warning]"),
+            None => status_word(lang, status),
+        };
         let when = record
             .filter(|r| r.at > 0)
             .map(|r| format_time(r.at))
@@ -125,6 +136,9 @@ pub fn report(
             if let Some(what) = key.strip_prefix("health_") {
                 let _ = writeln!(text, "               {what}: {value}");
             }
+        }
+        if let Some(warning) = warning {
+            let _ = writeln!(text, "               {warning}");
         }
     }
 
@@ -236,6 +250,26 @@ mod tests {
         state.save(&root).unwrap();
         let with_health = report(&root, &fake, &all).unwrap();
         assert!(with_health.text.contains("jvb: ok"), "{}", with_health.text);
+    }
+
+    #[test]
+    fn warning_fact_of_a_done_step_is_shown_and_unhealthy() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        let all = steps::all();
+        let mut state = State::default();
+        for s in &all {
+            state.mark(s.name(), Status::Done, None);
+        }
+        state.set_facts(
+            "tls",
+            [(WARNING_FACT.to_owned(), "porta 80 fechada".to_owned())].into(),
+        );
+        state.save(&root).unwrap();
+        let report = report(&root, &FakeSystem::new(), &all).unwrap();
+        assert!(!report.healthy);
+        assert!(report.text.contains("[atenção]"), "{}", report.text);
+        assert!(report.text.contains("porta 80 fechada"), "{}", report.text);
     }
 
     #[test]

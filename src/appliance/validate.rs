@@ -45,6 +45,7 @@ pub fn check(key: &str, value: &str) -> Result<String, Invalid> {
         "admin.password" => password(value).map(|()| value.to_owned()),
         "tls.mode" => choice(value, TLS_MODES),
         "tls.acme_directory" => acme_directory(value),
+        "tls.cert" | "tls.key" | "tls.chain" | "tls.ca" => absolute_path(value),
         "network.public_ip" => public_ip(value),
         "language" => choice(value, LANGUAGES),
         _ => Err(Invalid::new(
@@ -256,6 +257,19 @@ pub fn acme_directory(value: &str) -> Result<String, Invalid> {
             format!("`{value}` não é um endereço https:// de diretório ACME"),
             format!("`{value}` is not an https:// ACME directory URL"),
         )),
+    }
+}
+
+/// An absolute path on the appliance (the court's certificate files).
+pub fn absolute_path(value: &str) -> Result<String, Invalid> {
+    let value = value.trim();
+    if value.starts_with('/') && !value.contains('\n') {
+        Ok(value.to_owned())
+    } else {
+        Err(Invalid::new(
+            format!("`{value}` não é um caminho absoluto (comece com /)"),
+            format!("`{value}` is not an absolute path (start with /)"),
+        ))
     }
 }
 

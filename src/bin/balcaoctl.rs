@@ -31,6 +31,8 @@ enum Command {
     Units(balcao::units::cli::UnitsArgs),
     /// Contas da equipe que abre as salas (add, remove, list, passwd)
     User(balcao::appliance::users::UserArgs),
+    /// Certificado TLS: use (certificado do tribunal), status, renew, deploy-hook (certbot)
+    Tls(balcao::appliance::tls::cli::TlsArgs),
 }
 
 #[derive(clap::Args)]
@@ -138,6 +140,15 @@ fn main() -> ExitCode {
         Command::Firstboot(args) => firstboot(args),
         Command::Status(args) => status(args),
         Command::User(args) => user(args),
+        Command::Tls(args) => {
+            match balcao::appliance::tls::cli::run(&args, &balcao::appliance::system::RealSystem) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("erro: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Units(args) => match balcao::units::cli::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

@@ -25,6 +25,7 @@ pub mod jitsi_secure;
 pub mod jitsi_site;
 pub mod message;
 pub mod secrets;
+pub mod tls;
 
 /// Facts a step records for later messages (never secrets).
 pub type Facts = BTreeMap<String, String>;
@@ -86,6 +87,7 @@ pub fn all() -> Vec<Box<dyn Step>> {
         Box::new(jitsi_secure::JitsiSecure),
         Box::new(jitsi_site::JitsiSite),
         Box::new(jitsi_health::JitsiHealth::default()),
+        Box::new(tls::Tls::default()),
         Box::new(message::LoginMessage),
     ]
 }
