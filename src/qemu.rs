@@ -345,10 +345,15 @@ impl Vm {
         let deadline = Instant::now() + timeout;
         loop {
             {
+                // Offsets are in bytes of the raw output: firmware may print
+                // bytes that are not UTF-8, so never search a lossy copy.
                 let out = self.output.lock().map(|o| o.clone()).unwrap_or_default();
-                let text = String::from_utf8_lossy(&out[from.min(out.len())..]).into_owned();
-                if let Some(at) = text.find(pattern) {
-                    return Ok(from + at + pattern.len());
+                let needle = pattern.as_bytes();
+                let found = out[from.min(out.len())..]
+                    .windows(needle.len())
+                    .position(|w| w == needle);
+                if let Some(at) = found {
+                    return Ok(from + at + needle.len());
                 }
             }
             if let Ok(Some(status)) = self.child.try_wait() {
