@@ -295,6 +295,40 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
         "nginx did not serve a page:\n{page}"
     );
 
+    // Importing units changes what nginx serves, page and JSON alike.
+    let unit = "1ª Vara Cível de Teste";
+    assert!(!page.contains(unit));
+    ssh_ok(
+        &key,
+        ssh_port,
+        &format!(
+            "printf 'nome;cidade;horario\\n{unit};Rio Branco;seg-sex 08:00-18:00\\n' > /tmp/unidades.csv \
+             && balcaoctl units import /tmp/unidades.csv"
+        ),
+    );
+    let fetch = |path: &str| {
+        run(Command::new("curl")
+            .args([
+                "-sk",
+                "--max-time",
+                "30",
+                "--resolve",
+                &format!("{DOMAIN}:{https_port}:127.0.0.1"),
+            ])
+            .arg(format!("https://{DOMAIN}:{https_port}{path}")))
+    };
+    let page = fetch("/");
+    assert!(
+        page.contains(unit),
+        "the imported unit is not on the page:\n{page}"
+    );
+    assert!(page.contains("Entrar no balcão"), "{page}");
+    let json = fetch("/units.json");
+    assert!(
+        json.contains(unit),
+        "the imported unit is not in units.json:\n{json}"
+    );
+
     // Real XMPP logins.
     let (code, text) = xmpp_login(&key, ssh_port, DOMAIN, None);
     assert_eq!(
