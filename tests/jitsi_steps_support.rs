@@ -115,8 +115,13 @@ impl Machine {
                 (Some("GET"), Some(name), _) => match db.get(name) {
                     Some(value) => out.push_str(&format!("0 {value}\n")),
                     None => {
-                        out.push_str(&format!("10 {name} doesn't exist\n"));
-                        return Err(Self::failed(line, 10, &out));
+                        // The answer goes to stdout; what a failed command
+                        // carries is stderr, here a warning as on a fresh VM.
+                        return Err(Self::failed(
+                            line,
+                            10,
+                            "perl: warning: Setting locale failed.",
+                        ));
                     }
                 },
                 (Some("SET"), Some(name), value) => {

@@ -97,10 +97,10 @@ pub fn debconf_get(system: &dyn System, name: &str) -> Result<Option<String>, St
             let value = line.strip_prefix('0').unwrap_or(line);
             Ok(Some(value.strip_prefix(' ').unwrap_or(value).to_owned()))
         }
-        // debconf answers "10 NAME doesn't exist" and exits 10.
-        Err(CommandError::Failed { output, .. }) if output.trim_start().starts_with("10 ") => {
-            Ok(None)
-        }
+        // debconf answers "10 NAME doesn't exist" and exits 10. Judge by the
+        // exit code: the answer is on stdout, and stderr may hold unrelated
+        // warnings (locale, frontend) that the error would carry instead.
+        Err(CommandError::Failed { status, .. }) if status.code() == Some(10) => Ok(None),
         Err(CommandError::Failed { command, status, .. }) => Err(StepError::Check(format!(
             "`{command}` falhou ({status}) ao ler a pergunta {name} do debconf; \
              veja se outro apt ou dpkg está rodando (o banco do debconf fica travado) e rode `balcaoctl firstboot` de novo"
