@@ -542,7 +542,7 @@ fn the_steps_are_listed_in_firstboot_help() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("firewall, jitsi-preseed, jitsi-install, jitsi-secure, jitsi-site, jitsi-health, message"),
+        text.contains("firewall, jitsi-preseed, jitsi-install, jitsi-secure, jitsi-site, jitsi-health, tls, message"),
         "{text}"
     );
 }

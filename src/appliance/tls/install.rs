@@ -67,14 +67,28 @@ pub fn install(
 
     // Only the running system has services to tell.
     if !done.written.is_empty() && root.is_system() {
-        system.run(&Cmd::new("systemctl").args(["try-reload-or-restart", "nginx"]))?;
-        done.reloaded.push("nginx".into());
-        if turn_changed || root.exists(TURNSERVER_CONF) {
-            system.run(&Cmd::new("systemctl").args(["try-restart", "coturn"]))?;
+        if tell(system, "try-reload-or-restart", "nginx")? {
+            done.reloaded.push("nginx".into());
+        }
+        if (turn_changed || root.exists(TURNSERVER_CONF)) && tell(system, "try-restart", "coturn")?
+        {
             done.reloaded.push("coturn".into());
         }
     }
     Ok(done)
+}
+
+/// Asks systemd to reload or restart a service if it runs. A service this
+/// image does not have (the minimal image has no nginx) is no error:
+/// systemctl says so with exit status 5.
+fn tell(system: &dyn System, verb: &str, service: &str) -> Result<bool, TlsError> {
+    match system.run(&Cmd::new("systemctl").args([verb, service])) {
+        Ok(_) => Ok(true),
+        Err(crate::command::CommandError::Failed { status, .. }) if status.code() == Some(5) => {
+            Ok(false)
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Writes the file unless it already holds `content`. A file that exists
