@@ -28,6 +28,11 @@ def main():
         jid, "" if anonymous else os.environ.get("XMPP_PASSWORD", ""),
         sasl_mech="ANONYMOUS" if anonymous else None,
     )
+    # Port 5222 speaks plain XMPP upgraded with STARTTLS; slixmpp would try
+    # direct TLS first and fail on it.
+    client.enable_direct_tls = False
+    client.enable_starttls = True
+    client.enable_plaintext = False
     # The appliance's certificate at this point is self-signed.
     client.ssl_context.check_hostname = False
     client.ssl_context.verify_mode = ssl.CERT_NONE
