@@ -46,6 +46,9 @@ def main():
     client.add_event_handler("failed_all_auth", lambda _: finish("refused: authentication failed"))
     client.add_event_handler("no_auth", lambda _: finish("refused: no usable mechanism"))
     client.add_event_handler("connection_failed", lambda e: finish(f"error: {e}"))
+    # A server that offers no usable mechanism may just close the stream.
+    client.add_event_handler(
+        "disconnected", lambda _: finish("refused: stream closed before a session started"))
 
     client.connect(host=host, port=port)
     loop = asyncio.get_event_loop()
