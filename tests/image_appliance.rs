@@ -179,9 +179,7 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
         &out,
         &[
             "--format",
-            // Raw only: the boot runs on it (guest writes go to a snapshot)
-            // and the secret check reads it; qcow2 is tested on minimal.
-            "raw",
+            "raw,qcow2",
             "--repo",
             &repo_arg,
             "--lockfile",
@@ -237,7 +235,7 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
     let seed = nocloud_seed(dir.path(), &key, Some(&setup), "appliance-1");
     let ssh_port = balcao::qemu::free_port().unwrap();
     let https_port = balcao::qemu::free_port().unwrap();
-    let mut spec = BootSpec::new(&raw, Firmware::Uefi);
+    let mut spec = BootSpec::new(&out.join("balcao-virtual-0.1.0.qcow2"), Firmware::Uefi);
     spec.memory_mib = 3072;
     spec.ssh_port = Some(ssh_port);
     spec.forwards = vec![(https_port, 443)];
