@@ -151,18 +151,18 @@ pub fn check_key(repo: &Repository, scratch: &Path) -> Result<CheckedRepository,
         KeySource::Url(url) => (download(&repo.name, url)?, url.clone()),
     };
 
-    // A throwaway GnuPG home: nothing touches the host's keyrings.
+    // A throwaway GnuPG home, and no agent: nothing touches the host's
+    // keyrings, and a deep build directory (the agent's socket path is
+    // limited to 107 bytes) cannot break the check.
     let home = tempfile::tempdir_in(scratch).map_err(io(scratch))?;
     let gpg = |args: &[&str]| {
         Cmd::new("gpg")
-            .args(["--batch", "--no-tty", "--homedir"])
+            .args(["--batch", "--no-tty", "--no-autostart", "--homedir"])
             .arg(home.path())
             .args(args)
+            .stdin(bytes.clone())
     };
-    gpg(&["--import"]).stdin(bytes).run()?;
-    let listing = gpg(&["--with-colons", "--fingerprint", "--list-keys"])
-        .run()?
-        .stdout_text();
+    let listing = gpg(&["--with-colons", "--show-keys"]).run()?.stdout_text();
     let actual = primary_fingerprints(&listing);
     if actual.is_empty() {
         return Err(RepositoryError::NoKey {
@@ -178,10 +178,12 @@ pub fn check_key(repo: &Repository, scratch: &Path) -> Result<CheckedRepository,
             actual: actual.join(", "),
         });
     }
-    let armored = gpg(&["--armor", "--export", &repo.fingerprint])
+    // `import-export` normalises the key without storing it anywhere.
+    let export = ["--import-options", "import-export", "--import"];
+    let armored = gpg(&[&["--armor"][..], &export].concat())
         .run()?
         .stdout_text();
-    let keyring = gpg(&["--export", &repo.fingerprint]).run()?.stdout;
+    let keyring = gpg(&export).run()?.stdout;
     Ok(CheckedRepository {
         repo: repo.clone(),
         armored,
@@ -423,6 +425,52 @@ mod tests {
             primary_fingerprints(listing),
             ["FFD65A0DA2BEBDEB73D44C8BB4D2D216F1FD7806"]
         );
+    }
+
+    /// A public key made for this test only; its secret half was discarded.
+    const TEST_KEY: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/throwaway-public-key.asc"
+    );
+    const TEST_FPR: &str = "5CD71A94A26E0E50E14D7C78809D63DAB61078A1";
+
+    fn test_repo(fingerprint: &str) -> Repository {
+        Repository {
+            name: "jitsi".into(),
+            url: "http://127.0.0.1:1".into(),
+            suite: "stable/".into(),
+            components: vec![],
+            key: KeySource::File(TEST_KEY.into()),
+            fingerprint: fingerprint.into(),
+            install: vec![],
+            bake: vec![],
+        }
+    }
+
+    #[test]
+    fn key_check_works_under_a_deep_build_directory() {
+        // CI checks out under a longer path than a developer's machine; a
+        // GnuPG agent socket there would exceed the 107-byte limit.
+        let top = tempfile::tempdir().unwrap();
+        let deep = top.path().join("d".repeat(60)).join("e".repeat(60));
+        fs::create_dir_all(&deep).unwrap();
+        let checked = check_key(&test_repo(TEST_FPR), &deep).unwrap();
+        assert!(checked
+            .armored
+            .starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"));
+        assert_eq!(checked.keyring[0] & 0x80, 0x80, "binary OpenPGP packets");
+        assert!(checked.keyring.len() > 400);
+    }
+
+    #[test]
+    fn key_check_names_both_fingerprints_on_mismatch() {
+        let scratch = tempfile::tempdir().unwrap();
+        let pinned = "FFD65A0DA2BEBDEB73D44C8BB4D2D216F1FD7806";
+        let err = check_key(&test_repo(pinned), scratch.path())
+            .err()
+            .expect("a different key must be refused")
+            .to_string();
+        assert!(err.contains(pinned) && err.contains(TEST_FPR), "{err}");
     }
 
     #[test]
