@@ -59,9 +59,38 @@ enum Command {
         /// Accept baked packages that differ from the recipe's lockfile, and rewrite it
         #[arg(long)]
         update_lock: bool,
-        /// The lockfile of baked packages (default: the recipe's path with .lock)
+        /// The lockfile (default: the recipe's path with .lock)
         #[arg(long)]
         lockfile: Option<PathBuf>,
+        /// Build twice and compare the results byte for byte; reports the
+        /// first difference (with --no-cache both builds start from the mirror)
+        #[arg(long)]
+        check_reproducible: bool,
+    },
+    /// Record every Debian package of the recipe's image (version and SHA-256)
+    /// in its lockfile; later builds install exactly those or fail (needs root)
+    Lock {
+        recipe: PathBuf,
+        /// The lockfile (default: the recipe's path with .lock)
+        #[arg(long)]
+        lockfile: Option<PathBuf>,
+        /// Debian mirror to use instead of the recipe's and the host's
+        #[arg(long)]
+        mirror: Option<String>,
+        /// Where root filesystems are cached between builds
+        #[arg(long, env = "BALCAO_CACHE", default_value = "/var/cache/balcao")]
+        cache: PathBuf,
+        /// Ask the mirror afresh, ignoring the cache
+        #[arg(long)]
+        no_cache: bool,
+        /// Use another mirror for one of the recipe's repositories (see build)
+        #[arg(long = "repo", value_name = "NAME=URL,...")]
+        repos: Vec<balcao::build::repository::RepoOverride>,
+    },
+    /// Manage the cache of root filesystems
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
     },
     /// Boot an image in QEMU and report whether it reaches a login prompt
     Test {
@@ -80,6 +109,35 @@ enum Command {
         #[arg(long, default_value_t = 1024)]
         memory: u32,
     },
+}
+
+#[derive(Subcommand)]
+enum CacheAction {
+    /// Remove every cached root filesystem
+    Clean {
+        #[arg(long, env = "BALCAO_CACHE", default_value = "/var/cache/balcao")]
+        cache: PathBuf,
+    },
+}
+
+/// The `balcaoctl` to put in the image: the given one, or the one next to
+/// this binary.
+fn balcaoctl_path(given: Option<PathBuf>) -> Result<PathBuf> {
+    match given {
+        Some(path) => Ok(path),
+        None => Ok(std::env::current_exe()
+            .context("finding the balcao binary's folder")?
+            .with_file_name("balcaoctl")),
+    }
+}
+
+fn source_date_epoch() -> Result<Option<u64>> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(v) => Ok(Some(v.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH is `{v}`; it must be seconds since 1970, e.g. `date +%s`")
+        })?)),
+        Err(_) => Ok(None),
+    }
 }
 
 fn main() -> ExitCode {
@@ -113,36 +171,49 @@ fn run(command: Command) -> Result<()> {
             repos,
             update_lock,
             lockfile,
+            check_reproducible,
         } => {
             let recipe = Recipe::load(&recipe)?;
             let formats = balcao::export::parse_formats(&format)?;
-            let balcaoctl = match balcaoctl {
-                Some(path) => path,
-                None => std::env::current_exe()
-                    .context("finding the balcao binary's folder")?
-                    .with_file_name("balcaoctl"),
-            };
-            let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
-                Ok(v) => Some(v.trim().parse().with_context(|| {
-                    format!("SOURCE_DATE_EPOCH is `{v}`; it must be seconds since 1970")
-                })?),
-                Err(_) => None,
+            let mut options = BuildOptions {
+                out_dir: out,
+                formats,
+                mirror,
+                balcaoctl: balcaoctl_path(balcaoctl)?,
+                cache_dir: (!no_cache).then_some(cache),
+                epoch: source_date_epoch()?,
+                repo_overrides: repos,
+                update_lock,
+                lockfile,
+                lock_only: false,
             };
             build::install_interrupt_handler();
-            let report = build::build(
-                &recipe,
-                &BuildOptions {
-                    out_dir: out,
-                    formats,
-                    mirror,
-                    balcaoctl,
-                    cache_dir: (!no_cache).then_some(cache),
-                    epoch,
-                    repo_overrides: repos,
-                    update_lock,
-                    lockfile,
-                },
-            )?;
+            if check_reproducible {
+                if options.epoch.is_none() {
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)?
+                        .as_secs();
+                    println!("SOURCE_DATE_EPOCH not set; both builds use {now}");
+                    options.epoch = Some(now);
+                }
+                let differences = build::check_reproducible(&recipe, &options)?;
+                if differences.is_empty() {
+                    println!(
+                        "reproducible: both builds of {} are identical, byte for byte \
+                         (SOURCE_DATE_EPOCH={}); the images are in {}",
+                        recipe.artifact_stem(),
+                        options.epoch.unwrap_or_default(),
+                        options.out_dir.display()
+                    );
+                    return Ok(());
+                }
+                anyhow::bail!(
+                    "the two builds differ:\n  {}\nBoth are kept under {} for inspection.",
+                    differences.join("\n  "),
+                    options.out_dir.join(build::REPRODUCIBLE_DIRS).display()
+                );
+            }
+            let report = build::build(&recipe, &options)?;
             let total: Duration = report.stages.iter().map(|(_, d)| *d).sum();
             println!(
                 "built {} in {:.1} s:",
@@ -156,6 +227,50 @@ fn run(command: Command) -> Result<()> {
                 let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
                 println!("  {}  ({:.1} MiB)", path.display(), size as f64 / 1048576.0);
             }
+            Ok(())
+        }
+        Command::Lock {
+            recipe,
+            lockfile,
+            mirror,
+            cache,
+            no_cache,
+            repos,
+        } => {
+            let recipe = Recipe::load(&recipe)?;
+            let scratch = tempfile::Builder::new()
+                .prefix("balcao-lock-")
+                .tempdir_in(std::env::temp_dir())?;
+            build::install_interrupt_handler();
+            let report = build::build(
+                &recipe,
+                &BuildOptions {
+                    out_dir: scratch.path().to_owned(),
+                    formats: Vec::new(),
+                    mirror,
+                    balcaoctl: balcaoctl_path(None).unwrap_or_default(),
+                    cache_dir: (!no_cache).then_some(cache),
+                    epoch: source_date_epoch()?,
+                    repo_overrides: repos,
+                    update_lock: false,
+                    lockfile,
+                    lock_only: true,
+                },
+            )?;
+            for path in &report.artifacts {
+                println!("{} written; review its diff and commit it", path.display());
+            }
+            Ok(())
+        }
+        Command::Cache {
+            action: CacheAction::Clean { cache },
+        } => {
+            let (files, bytes) = build::clean_cache(&cache)?;
+            println!(
+                "{}: {files} files removed, {:.1} MiB freed",
+                cache.display(),
+                bytes as f64 / 1048576.0
+            );
             Ok(())
         }
         Command::Test {

@@ -4,7 +4,9 @@
 //! interrupted or failed build leaves nothing half-written under a final name.
 
 pub mod customize;
+pub mod lock;
 pub mod repository;
+pub mod reproducible;
 pub mod rootfs;
 pub mod stage;
 
@@ -76,6 +78,9 @@ pub struct BuildOptions {
     pub update_lock: bool,
     /// The lockfile; default: the recipe's path with `.lock`.
     pub lockfile: Option<PathBuf>,
+    /// `balcao lock`: make the root filesystem, record its Debian packages
+    /// in the lockfile, and stop there.
+    pub lock_only: bool,
 }
 
 /// What a finished build produced.
@@ -112,6 +117,10 @@ pub enum BuildError {
     Options(String),
     #[error(transparent)]
     Export(#[from] export::ExportError),
+    #[error(transparent)]
+    Reproducible(#[from] reproducible::ReproducibleError),
+    #[error(transparent)]
+    Lock(#[from] lock::LockError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -195,10 +204,17 @@ pub fn build(recipe: &Recipe, options: &BuildOptions) -> Result<BuildReport, Bui
     if !is_root() {
         return Err(BuildError::NotRoot);
     }
-    if !options.balcaoctl.is_file() {
+    if !options.lock_only && !options.balcaoctl.is_file() {
         return Err(BuildError::NoBalcaoctl(options.balcaoctl.clone()));
     }
 
+    if options.epoch.is_some() && reproducible::mke2fs_honours_epoch() == Some(false) {
+        tracing::warn!(
+            "this host's mke2fs (e2fsprogs before 1.47.1) copies the host's file change times \
+             into the image, so it will not be bit-for-bit reproducible; on Debian 12 install \
+             the newer one with `apt-get install -t bookworm-backports e2fsprogs`"
+        );
+    }
     fs::create_dir_all(&options.out_dir).map_err(io(&options.out_dir))?;
     let work = tempfile::Builder::new()
         .prefix(".balcao-work-")
@@ -257,34 +273,105 @@ fn build_in(
         }
         stages.push(("repository keys", stage.done()));
     }
+    // The Debian half of the lockfile: a locked build asks apt for exactly
+    // those versions, and checks what it got.
+    hooks.push(lock::index_hook());
+    let lock_path = options
+        .lockfile
+        .clone()
+        .unwrap_or_else(|| recipe.path.with_extension("lock"));
+    let existing_lock = lock::read(&lock_path)?;
+    let debian_lock = existing_lock
+        .clone()
+        .filter(|_| !options.update_lock && !options.lock_only);
+    let pins = debian_lock.as_deref().map(lock::pins).unwrap_or_default();
+    let make_root = |tarball: &Path| -> Result<(), BuildError> {
+        rootfs::debootstrap(
+            recipe,
+            &sources,
+            &hooks,
+            &pins,
+            tarball,
+            &scratch,
+            options.epoch,
+        )
+        .map_err(|e| match lock::gone_versions(&lock_path, &e.to_string()) {
+            Some(gone) => gone.into(),
+            None => e.into(),
+        })
+    };
+
+    // The root tarball does not depend on the lockfile: whatever it holds is
+    // checked against the lockfile after unpacking.
     let key = rootfs::cache_key(recipe, &sources_for_key(&sources, &checked), options.epoch);
-    let tarball = match &options.cache_dir {
+    let (tarball, from_cache) = match &options.cache_dir {
         Some(cache) => {
             fs::create_dir_all(cache).map_err(io(cache))?;
             let tarball = cache.join(format!("rootfs-{key}.tar"));
             if cache_entry_is_sound(&tarball)? {
                 tracing::info!("root filesystem from cache ({})", tarball.display());
+                (tarball, true)
             } else {
                 let started = std::time::Instant::now();
-                rootfs::debootstrap(recipe, &sources, &hooks, &tarball, &scratch, options.epoch)?;
+                make_root(&tarball)?;
                 seal_cache_entry(&tarball)?;
                 stages.push(("root filesystem", started.elapsed()));
+                (tarball, false)
             }
-            tarball
         }
         None => {
             let tarball = work.join("rootfs.tar");
             let started = std::time::Instant::now();
-            rootfs::debootstrap(recipe, &sources, &hooks, &tarball, &scratch, options.epoch)?;
+            make_root(&tarball)?;
             stages.push(("root filesystem", started.elapsed()));
-            tarball
+            (tarball, false)
         }
     };
 
     let stage = Stage::start("unpack");
     let root = work.join("root");
     rootfs::unpack(&tarball, &root)?;
+    let mut installed = lock::take_installed(&root)?;
     stages.push(("unpack", stage.done()));
+
+    if options.lock_only || (options.update_lock && existing_lock.is_some()) {
+        lock::write(&lock_path, &installed)?;
+        tracing::info!(
+            "lockfile {}: {} Debian packages recorded",
+            lock_path.display(),
+            installed.len()
+        );
+        if options.lock_only {
+            return Ok(BuildReport {
+                artifacts: vec![lock_path],
+                stages,
+            });
+        }
+    }
+    if let Some(locked) = &debian_lock {
+        if let Err(moved) = lock::check(&lock_path, locked, &installed) {
+            if !(from_cache && lock::versions_differ(locked, &installed)) {
+                return Err(moved.into());
+            }
+            // A cached root from an older state of the mirror: make it again,
+            // with the lockfile's versions.
+            tracing::warn!("the cached root filesystem has other package versions than the lockfile; making it again");
+            fs::remove_dir_all(&root).map_err(io(&root))?;
+            let _ = fs::remove_file(tarball.with_extension("tar.sha256"));
+            let started = std::time::Instant::now();
+            make_root(&tarball)?;
+            seal_cache_entry(&tarball)?;
+            stages.push(("root filesystem", started.elapsed()));
+            rootfs::unpack(&tarball, &root)?;
+            installed = lock::take_installed(&root)?;
+            lock::check(&lock_path, locked, &installed)?;
+        }
+        tracing::info!(
+            "{} Debian packages match the lockfile {}",
+            installed.len(),
+            lock_path.display()
+        );
+    }
 
     // Each extra repository: its keyring and a signed-by source in the image,
     // and its baked packages indexed and held to the lockfile.
@@ -311,11 +398,7 @@ fn build_in(
         }
         if !c.repo.bake.is_empty() {
             let baked = repository::index_baked(&root, &c.repo)?;
-            let lock = options
-                .lockfile
-                .clone()
-                .unwrap_or_else(|| recipe.path.with_extension("lock"));
-            repository::check_lock(&lock, name, &baked, options.update_lock)?;
+            repository::check_lock(&lock_path, name, &baked, options.update_lock)?;
             tracing::info!(
                 "{name}: {} packages baked for an offline first boot",
                 baked.len()
@@ -342,14 +425,36 @@ fn build_in(
     let (core_img, efi_loader) = assemble::install_grub(&root, &ids, &title)?;
     let manifest = customize::package_manifest(&root)?;
     customize::clean(&root)?;
+    if let Some(epoch) = options.epoch {
+        let n = reproducible::clamp_times(&root, epoch)?;
+        stage.progress(&format!(
+            "{n} file times clamped to SOURCE_DATE_EPOCH {epoch}"
+        ));
+    }
     stages.push(("customize", stage.done()));
 
     // Disk: ESP image, then ext4 from the folder and the boot sectors.
     let stage = Stage::start("disk");
     let esp = work.join("esp.img");
-    assemble::make_esp(&esp, layout.esp.size(), &ids, &efi_loader, &scratch)?;
+    assemble::make_esp(
+        &esp,
+        layout.esp.size(),
+        &ids,
+        &efi_loader,
+        &scratch,
+        options.epoch,
+    )?;
     let disk = work.join("disk.raw");
-    assemble::assemble(&disk, &layout, &ids, &root, &core_img, &esp)?;
+    assemble::assemble(
+        &disk,
+        &layout,
+        &ids,
+        &root,
+        &core_img,
+        &esp,
+        &scratch,
+        options.epoch,
+    )?;
     fs::remove_dir_all(&root).map_err(io(&root))?;
     stages.push(("disk", stage.done()));
 
@@ -398,6 +503,65 @@ fn build_in(
     }
     stages.push(("formats", stage.done()));
     Ok(BuildReport { artifacts, stages })
+}
+
+/// Where `--check-reproducible` keeps both builds, under the output folder,
+/// when they differ.
+pub const REPRODUCIBLE_DIRS: &str = ".reproducible";
+
+/// Builds twice with the same inputs and compares every artifact. When all
+/// are identical the first build's files are moved into the output folder
+/// and the list is empty; otherwise both builds stay under
+/// [`REPRODUCIBLE_DIRS`] and each difference is a line of the list.
+pub fn check_reproducible(
+    recipe: &Recipe,
+    options: &BuildOptions,
+) -> Result<Vec<String>, BuildError> {
+    let base = options.out_dir.join(REPRODUCIBLE_DIRS);
+    if base.exists() {
+        fs::remove_dir_all(&base).map_err(io(&base))?;
+    }
+    let runs = [base.join("1"), base.join("2")];
+    for (n, dir) in runs.iter().enumerate() {
+        tracing::info!("reproducibility check: build {} of 2", n + 1);
+        let once = BuildOptions {
+            out_dir: dir.clone(),
+            ..options.clone()
+        };
+        build(recipe, &once)?;
+    }
+    let layout = Layout::cloud(recipe.disk.size_bytes, &recipe.artifact_stem())?;
+    let mut report = reproducible::compare_outputs(&runs[0], &runs[1], &layout)?;
+    if report.is_empty() {
+        for entry in fs::read_dir(&runs[0]).map_err(io(&runs[0]))?.flatten() {
+            let to = options.out_dir.join(entry.file_name());
+            fs::rename(entry.path(), &to).map_err(io(&to))?;
+        }
+        fs::remove_dir_all(&base).map_err(io(&base))?;
+    } else if let Some(details) = reproducible::diffoscope(&runs[0], &runs[1], &report, &base) {
+        report.push(details);
+    }
+    Ok(report)
+}
+
+/// Removes every cached root filesystem (and any partial one); returns how
+/// many files went and how many bytes they held.
+pub fn clean_cache(cache: &Path) -> Result<(usize, u64), BuildError> {
+    let entries = match fs::read_dir(cache) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(io(cache)(e)),
+    };
+    let (mut files, mut bytes) = (0, 0);
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("rootfs-") && name.contains(".tar") {
+            bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
+            fs::remove_file(entry.path()).map_err(io(&entry.path()))?;
+            files += 1;
+        }
+    }
+    Ok((files, bytes))
 }
 
 /// What identifies the sources for the cache: the one-line sources as they
@@ -466,5 +630,18 @@ mod tests {
         // A tarball without its seal was cut short.
         fs::write(&t, "partial").unwrap();
         assert!(!cache_entry_is_sound(&t).unwrap());
+    }
+
+    #[test]
+    fn cleaning_the_cache_removes_only_its_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = dir.path().join("rootfs-y.tar");
+        fs::write(&t, "0123456789").unwrap();
+        seal_cache_entry(&t).unwrap();
+        fs::write(dir.path().join("rootfs-z.tar.partial"), "01").unwrap();
+        fs::write(dir.path().join("notes.txt"), "keep").unwrap();
+        assert_eq!(clean_cache(dir.path()).unwrap(), (3, 10 + 64 + 2));
+        assert!(dir.path().join("notes.txt").exists());
+        assert_eq!(clean_cache(&dir.path().join("none")).unwrap(), (0, 0));
     }
 }

@@ -282,10 +282,27 @@ pub struct Locked {
     pub sha256: String,
 }
 
+/// The recipe's lockfile: the baked packages (`[[package]]`) and, once
+/// `balcao lock` has run, every Debian package installed (`[[debian]]`).
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct Lockfile {
-    #[serde(default, rename = "package")]
+    #[serde(default, rename = "package", skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<Locked>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub debian: Vec<Locked>,
+}
+
+/// Writes the lockfile whole, under a temporary name first.
+pub fn write_lockfile(path: &Path, lock: &Lockfile) -> Result<(), RepositoryError> {
+    let text = format!(
+        "# Written by `balcao build` (baked packages) and `balcao lock` (Debian packages):\n\
+         # the exact packages in the image. A build whose packages differ fails;\n\
+         # `balcao lock` and `balcao build --update-lock` rewrite this file.\n\n{}",
+        toml::to_string(lock).expect("lockfile serializes")
+    );
+    let partial = path.with_extension("lock.partial");
+    fs::write(&partial, text).map_err(io(&partial))?;
+    fs::rename(&partial, path).map_err(io(path))
 }
 
 /// Writes the flat repository's `Packages` index for the baked .debs and
@@ -351,8 +368,11 @@ pub fn check_lock(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(io(lock_path)(e)),
     };
-    if let (Some(lock), false) = (&existing, update) {
-        let changes = lock_changes(&lock.packages, baked);
+    // A lockfile that so far holds only Debian packages (`balcao lock`)
+    // has nothing baked to hold these to yet.
+    let baked_lock = existing.as_ref().filter(|l| !l.packages.is_empty());
+    if let (Some(lock), false) = (baked_lock, update) {
+        let changes = lock_changes(&lock.packages, baked, "baked");
         if !changes.is_empty() {
             return Err(RepositoryError::LockMismatch {
                 repo: repo.to_owned(),
@@ -362,17 +382,9 @@ pub fn check_lock(
         }
         return Ok(());
     }
-    let text = format!(
-        "# Written by `balcao build`: the exact packages baked into the image.\n\
-         # A build whose packages differ fails; `--update-lock` rewrites this file.\n\n{}",
-        toml::to_string(&Lockfile {
-            packages: baked.to_vec()
-        })
-        .expect("lockfile serializes")
-    );
-    let partial = lock_path.with_extension("lock.partial");
-    fs::write(&partial, text).map_err(io(&partial))?;
-    fs::rename(&partial, lock_path).map_err(io(lock_path))?;
+    let mut lock = existing.unwrap_or_default();
+    lock.packages = baked.to_vec();
+    write_lockfile(lock_path, &lock)?;
     tracing::info!(
         "lockfile {} written ({} packages)",
         lock_path.display(),
@@ -382,7 +394,7 @@ pub fn check_lock(
 }
 
 /// One line per difference, empty when the two agree.
-pub fn lock_changes(locked: &[Locked], baked: &[Locked]) -> String {
+pub fn lock_changes(locked: &[Locked], baked: &[Locked], what: &str) -> String {
     let mut lines = Vec::new();
     for b in baked {
         match locked.iter().find(|l| l.name == b.name) {
@@ -400,7 +412,10 @@ pub fn lock_changes(locked: &[Locked], baked: &[Locked]) -> String {
     }
     for l in locked {
         if !baked.iter().any(|b| b.name == l.name) {
-            lines.push(format!("  {}: in the lockfile but no longer baked", l.name));
+            lines.push(format!(
+                "  {}: in the lockfile but no longer {what}",
+                l.name
+            ));
         }
     }
     lines.join("\n")
@@ -513,21 +528,23 @@ mod tests {
             locked("jicofo", "1.0", "aa"),
             locked("jitsi-meet", "2.0", "bb"),
         ];
-        assert_eq!(lock_changes(&lock, &lock), "");
+        assert_eq!(lock_changes(&lock, &lock, "baked"), "");
         let tampered = [
             locked("jicofo", "1.0", "cc"),
             locked("jitsi-meet", "2.0", "bb"),
         ];
-        assert!(lock_changes(&lock, &tampered).contains("jicofo: same version 1.0 but SHA-256 aa"));
+        assert!(lock_changes(&lock, &tampered, "baked")
+            .contains("jicofo: same version 1.0 but SHA-256 aa"));
         let moved = [
             locked("jicofo", "1.1", "aa"),
             locked("jitsi-meet", "2.0", "bb"),
         ];
-        assert!(lock_changes(&lock, &moved).contains("version 1.0 in the lockfile, 1.1 now"));
-        let fewer = [locked("jicofo", "1.0", "aa")];
         assert!(
-            lock_changes(&lock, &fewer).contains("jitsi-meet: in the lockfile but no longer baked")
+            lock_changes(&lock, &moved, "baked").contains("version 1.0 in the lockfile, 1.1 now")
         );
+        let fewer = [locked("jicofo", "1.0", "aa")];
+        assert!(lock_changes(&lock, &fewer, "baked")
+            .contains("jitsi-meet: in the lockfile but no longer baked"));
     }
 
     #[test]

@@ -135,10 +135,19 @@ pub fn package_set(recipe: &Recipe) -> Vec<String> {
     all
 }
 
+/// The package set with each locked package asked for at its locked version
+/// (`name=version`), locked packages the recipe does not name included.
+pub fn with_pins(packages: &[String], pins: &[String]) -> Vec<String> {
+    let pinned = |name: &str| pins.iter().any(|p| p.split('=').next() == Some(name));
+    let mut out: Vec<String> = packages.iter().filter(|p| !pinned(p)).cloned().collect();
+    out.extend(pins.iter().cloned());
+    out
+}
+
 /// What the cached tarball depends on: a change to any of it makes a new one.
 pub fn cache_key(recipe: &Recipe, sources: &[String], epoch: Option<u64>) -> String {
     let mut h = Sha256::new();
-    h.update(b"balcao rootfs v1\0");
+    h.update(b"balcao rootfs v2\0");
     h.update(env!("CARGO_PKG_VERSION"));
     for line in sources {
         h.update(line.as_bytes());
@@ -173,6 +182,7 @@ pub fn debootstrap(
     recipe: &Recipe,
     sources: &[String],
     hooks: &[String],
+    pins: &[String],
     tarball: &Path,
     scratch: &Path,
     epoch: Option<u64>,
@@ -182,7 +192,10 @@ pub fn debootstrap(
     let _ = fs::remove_file(&partial);
     let mut cmd = Cmd::new("mmdebstrap")
         .args(["--mode=root", "--variant=apt", "--format=tar"])
-        .arg(format!("--include={}", package_set(recipe).join(",")))
+        .arg(format!(
+            "--include={}",
+            with_pins(&package_set(recipe), pins).join(",")
+        ))
         .arg("--aptopt=Acquire::Retries \"3\"")
         .arg("--dpkgopt=path-exclude=/usr/share/doc/*/changelog*")
         .args(hooks.iter().map(|h| format!("--customize-hook={h}")))
@@ -272,5 +285,11 @@ mod tests {
         let mut other = r.clone();
         other.debian.packages.push("sudo".into());
         assert_ne!(key, cache_key(&other, &sources, None));
+        let pins = ["udev=252.38-1~deb12u1".to_owned(), "bash=5.2".to_owned()];
+        let pinned = with_pins(&set, &pins);
+        assert!(pinned.contains(&"udev=252.38-1~deb12u1".to_owned()));
+        assert!(!pinned.contains(&"udev".to_owned()));
+        assert!(pinned.contains(&"bash=5.2".to_owned()));
+        assert_eq!(pinned.len(), set.len() + 1);
     }
 }

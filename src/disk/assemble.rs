@@ -221,26 +221,49 @@ pub fn make_esp(
     ids: &FilesystemIds,
     efi_loader: &[u8],
     scratch: &Path,
+    epoch: Option<u64>,
 ) -> Result<(), AssembleError> {
     let _ = fs::remove_file(path);
-    Cmd::new("mkfs.vfat")
-        .args(["-C", "-F", "32", "-n", "EFI", "-i", &ids.esp_volume_id])
-        .arg(path)
-        .arg((size / 1024).to_string())
-        .run()?;
+    // With an epoch, every time mkfs.vfat and mtools write is that epoch
+    // (`--invariant` fixes the rest of what mkfs.vfat would vary).
+    let with_epoch = |cmd: Cmd| match epoch {
+        Some(e) => cmd.env("SOURCE_DATE_EPOCH", e.to_string()),
+        None => cmd,
+    };
+    let mut mkfs = Cmd::new("mkfs.vfat");
+    if epoch.is_some() {
+        mkfs = mkfs.arg("--invariant");
+    }
+    with_epoch(
+        mkfs.args(["-C", "-F", "32", "-n", "EFI", "-i", &ids.esp_volume_id])
+            .arg(path)
+            .arg((size / 1024).to_string()),
+    )
+    .run()?;
     let loader = scratch.join("BOOTX64.EFI");
     fs::write(&loader, efi_loader).map_err(io(&loader))?;
+    if let Some(e) = epoch {
+        File::options()
+            .write(true)
+            .open(&loader)
+            .and_then(|f| f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::from_secs(e)))
+            .map_err(io(&loader))?;
+    }
     let image = format!("{}", path.display());
-    Cmd::new("mmd")
-        .args(["-i", &image, "::/EFI", "::/EFI/BOOT"])
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .run()?;
-    Cmd::new("mcopy")
-        .args(["-m", "-i", &image])
-        .arg(&loader)
-        .arg("::/EFI/BOOT/BOOTX64.EFI")
-        .env("MTOOLS_SKIP_CHECK", "1")
-        .run()?;
+    with_epoch(
+        Cmd::new("mmd")
+            .args(["-i", &image, "::/EFI", "::/EFI/BOOT"])
+            .env("MTOOLS_SKIP_CHECK", "1"),
+    )
+    .run()?;
+    with_epoch(
+        Cmd::new("mcopy")
+            .args(["-m", "-i", &image])
+            .arg(&loader)
+            .arg("::/EFI/BOOT/BOOTX64.EFI")
+            .env("MTOOLS_SKIP_CHECK", "1"),
+    )
+    .run()?;
     fs::remove_file(&loader).map_err(io(&loader))?;
     Ok(())
 }
@@ -253,16 +276,27 @@ pub fn assemble(
     root: &Path,
     core_img: &[u8],
     esp_img: &Path,
+    scratch: &Path,
+    epoch: Option<u64>,
 ) -> Result<(), AssembleError> {
     let mut disk = File::create(disk_path).map_err(io(disk_path))?;
     disk.set_len(layout.disk_bytes).map_err(io(disk_path))?;
     layout.write(&mut disk)?;
     drop(disk);
 
-    // ext4 straight into the disk file at the root partition's offset.
+    // ext4 straight into the disk file at the root partition's offset, with
+    // the builder's own feature set. With an epoch, e2fsprogs 1.47.1 and
+    // later write it as every inode's and the superblock's times.
     let blocks = layout.root.size() / 4096;
-    Cmd::new("mkfs.ext4")
-        .args(["-q", "-F", "-b", "4096", "-L", "root", "-U", &ids.root_uuid])
+    let config = scratch.join("mke2fs.conf");
+    fs::write(&config, crate::build::reproducible::MKE2FS_CONFIG).map_err(io(&config))?;
+    let mut mkfs = Cmd::new("mkfs.ext4").env("MKE2FS_CONFIG", &config);
+    if let Some(e) = epoch {
+        mkfs = mkfs
+            .env("SOURCE_DATE_EPOCH", e.to_string())
+            .env("E2FSPROGS_FAKE_TIME", e.to_string());
+    }
+    mkfs.args(["-q", "-F", "-b", "4096", "-L", "root", "-U", &ids.root_uuid])
         .args([
             "-E",
             &format!(

@@ -10,6 +10,7 @@
 //! come from `qemu-img convert`; raw is a sparse copy; GCE is a gzip tar.
 
 mod gce;
+pub mod identity;
 mod ova;
 mod ovf;
 mod qemu_img;
@@ -279,8 +280,16 @@ pub fn export(
     match format {
         Format::Raw => raw::export(raw, raw_size, staged.path())?,
         Format::Qcow2 => qemu_img::export_qcow2(raw, staged.path())?,
-        Format::Vhdx => qemu_img::export_vhdx(raw, staged.path())?,
-        Format::Vhd => vhd::export(raw, raw_size, staged.path())?,
+        Format::Vhdx => {
+            qemu_img::export_vhdx(raw, staged.path(), &[&appliance.name, &appliance.version])?
+        }
+        Format::Vhd => vhd::export(
+            raw,
+            raw_size,
+            staged.path(),
+            archive_mtime(),
+            identity::derived_guid(&[&appliance.name, &appliance.version, "vhd unique id"]),
+        )?,
         Format::Vmdk => {
             let name = format.file_name(appliance);
             vmdk::export(raw, staged.path(), &name)?;

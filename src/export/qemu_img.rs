@@ -28,7 +28,9 @@ pub(super) fn export_qcow2(raw: &Path, out: &Path) -> Result<(), ExportError> {
 }
 
 /// Dynamic VHDX, for Hyper-V generation 2.
-pub(super) fn export_vhdx(raw: &Path, out: &Path) -> Result<(), ExportError> {
+/// `labels` name the appliance: its GUIDs are derived from them, so the
+/// same disk always gives the same file.
+pub(super) fn export_vhdx(raw: &Path, out: &Path, labels: &[&str]) -> Result<(), ExportError> {
     run(
         Format::Vhdx,
         Cmd::new(QEMU_IMG.program)
@@ -44,6 +46,11 @@ pub(super) fn export_vhdx(raw: &Path, out: &Path) -> Result<(), ExportError> {
             .arg(raw)
             .arg(out),
     )?;
+    super::identity::stamp_vhdx(out, labels).map_err(|e| ExportError::Verify {
+        format: Format::Vhdx,
+        path: out.to_owned(),
+        detail: format!("fixing its GUIDs: {e}"),
+    })?;
     check(Format::Vhdx, "vhdx", out)?;
     compare(Format::Vhdx, raw, "vhdx", out)
 }

@@ -16,7 +16,15 @@ const FOOTER_LEN: u64 = 512;
 /// Disk type 2 in the footer: fixed hard disk.
 const DISK_TYPE_FIXED: u32 = 2;
 
-pub(super) fn export(raw: &Path, raw_size: u64, out: &Path) -> Result<(), ExportError> {
+/// `epoch` and `unique_id` go into the footer in place of qemu-img's current
+/// time and random id, so the same disk always gives the same file.
+pub(super) fn export(
+    raw: &Path,
+    raw_size: u64,
+    out: &Path,
+    epoch: u64,
+    unique_id: [u8; 16],
+) -> Result<(), ExportError> {
     let size = round_up(raw_size, MIB);
     qemu_img::run(
         Format::Vhd,
@@ -40,6 +48,11 @@ pub(super) fn export(raw: &Path, raw_size: u64, out: &Path) -> Result<(), Export
             .arg(raw)
             .arg(out),
     )?;
+    super::identity::stamp_vhd(out, epoch, unique_id).map_err(|e| ExportError::Verify {
+        format: Format::Vhd,
+        path: out.to_owned(),
+        detail: format!("fixing its footer: {e}"),
+    })?;
 
     let footer = VhdFooter::read(out).map_err(|detail| ExportError::Verify {
         format: Format::Vhd,

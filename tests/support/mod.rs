@@ -39,7 +39,10 @@ pub fn run(cmd: &mut Command) -> String {
     text
 }
 
-/// Builds a recipe with the real `balcao` binary into `out`; returns stderr.
+/// SOURCE_DATE_EPOCH of every test build, so that builds can be compared.
+pub const TEST_EPOCH: &str = "1767225600";
+
+/// Builds a recipe with the real `balcao` binary into `out`; returns stdout.
 pub fn build(recipe: &Path, out: &Path, formats: &str, extra: &[&str]) -> String {
     let started = Instant::now();
     let output = Command::new(env!("CARGO_BIN_EXE_balcao"))
@@ -53,6 +56,7 @@ pub fn build(recipe: &Path, out: &Path, formats: &str, extra: &[&str]) -> String
         .arg("--cache")
         .arg(test_dir().join("cache"))
         .args(extra)
+        .env("SOURCE_DATE_EPOCH", TEST_EPOCH)
         .output()
         .expect("running balcao build");
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
