@@ -66,8 +66,8 @@ fn a_build_from_scratch_repeats_the_shared_build_byte_for_byte() {
     fs::remove_dir_all(&out).unwrap();
 }
 
-/// Every file of the root filesystem of a raw image: path -> (kind, mode,
-/// owner, size, mtime, content digest or link target).
+/// Every file of the root filesystem of a raw image: path -> (content
+/// digest or link target, mode, owner, size, mtime).
 fn tree(raw: &Path, into: &Path) -> BTreeMap<String, String> {
     fs::create_dir_all(into).unwrap();
     run(Command::new("debugfs")
@@ -89,16 +89,22 @@ fn tree(raw: &Path, into: &Path) -> BTreeMap<String, String> {
             } else {
                 format!("special {}", meta.rdev())
             };
+            // debugfs cannot set a symbolic link's own times: those show the
+            // moment of the dump, so they are left out.
+            let mtime = if meta.file_type().is_symlink() {
+                String::new()
+            } else {
+                meta.mtime().to_string()
+            };
             let key = path.strip_prefix(into).unwrap().display().to_string();
             out.insert(
                 key,
                 format!(
-                    "{what} {:o} {}:{} {} {}",
+                    "{what} {:o} {}:{} {} {mtime}",
                     meta.mode(),
                     meta.uid(),
                     meta.gid(),
                     meta.len(),
-                    meta.mtime()
                 ),
             );
         }
@@ -153,7 +159,12 @@ fn changing_one_overlay_file_reuses_the_root_and_changes_only_that_file() {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    assert_eq!(differing, [changed], "files that differ");
+    assert!(
+        differing.len() == 1 && differing[0] == changed,
+        "{} files differ, the first: {:?}",
+        differing.len(),
+        &differing[..differing.len().min(20)]
+    );
 }
 
 #[test]

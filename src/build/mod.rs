@@ -152,7 +152,10 @@ pub fn interrupted() -> bool {
 pub fn install_interrupt_handler() {
     let _ = ctrlc::set_handler(|| {
         INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-        eprintln!("interrupted: stopping and removing the unfinished build");
+        // Not eprintln!: when the terminal or the parent is gone (SIGHUP,
+        // a dropped SSH session), writing fails, and a panic here would
+        // leave the mounts and the work folder behind.
+        say("interrupted: stopping and removing the unfinished build");
         crate::command::terminate_children(Duration::from_secs(15));
         if let Ok(dirs) = WORK_DIRS.lock() {
             for dir in dirs.iter() {
@@ -173,17 +176,22 @@ pub fn install_interrupt_handler() {
                 if mounted.is_empty() {
                     let _ = fs::remove_dir_all(dir);
                 } else {
-                    eprintln!(
-                        "still mounted, left in place: {}
-unmount them, then remove {}",
+                    say(&format!(
+                        "still mounted, left in place: {}\nunmount them, then remove {}",
                         mounted.join(", "),
                         dir.display()
-                    );
+                    ));
                 }
             }
         }
         std::process::exit(130);
     });
+}
+
+/// Writes a line to stderr, ignoring failure (the reader may be gone).
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Mount points at or below `dir`.
@@ -303,7 +311,11 @@ fn build_in(
 
     // The root tarball does not depend on the lockfile: whatever it holds is
     // checked against the lockfile after unpacking.
-    let key = rootfs::cache_key(recipe, &sources_for_key(&sources, &checked), options.epoch);
+    // The hooks are inputs too: a builder that records or bakes differently
+    // makes a different root.
+    let mut key_inputs = sources_for_key(&sources, &checked);
+    key_inputs.extend(hooks.iter().cloned());
+    let key = rootfs::cache_key(recipe, &key_inputs, options.epoch);
     let (tarball, from_cache) = match &options.cache_dir {
         Some(cache) => {
             fs::create_dir_all(cache).map_err(io(cache))?;
