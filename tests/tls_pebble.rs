@@ -12,13 +12,15 @@
 //! `certbot renew --dry-run` passes, and a forced renewal installs a new one.
 //! Every process started here is killed when the test ends, pass or fail.
 
+#[path = "support/pebble.rs"]
+mod pebble;
 mod tls_support;
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,65 +33,15 @@ use balcao::appliance::system::{RealSystem, System};
 use balcao::appliance::tls::acme::{Certbot, Request};
 use balcao::appliance::tls::cert;
 use balcao::appliance::tls::cli::renew_now;
-use balcao::appliance::tls::preflight::Network;
+use balcao::appliance::tls::preflight::{self, Network};
 use balcao::appliance::tls::retry::Outcome;
 use balcao::appliance::tls::{
     jitsi_paths, FACT_ATTEMPTS, FACT_FINGERPRINT, FACT_NEXT_RETRY, FACT_SOURCE, FACT_WARNING,
     WEBROOT,
 };
 use balcao::appliance::Root;
-use tls_support::{appliance_root, balcaoctl_tls, require_tool, run, text, Pki, BALCAOCTL, DOMAIN};
-
-/// Kills the process when dropped.
-struct Process {
-    name: &'static str,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Process {
-    fn start(name: &'static str, cmd: &mut Command, log: PathBuf) -> Process {
-        let out = fs::File::create(&log).unwrap();
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("could not start {name}: {e}"));
-        Process { name, child, log }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A port free on 127.0.0.1 right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn wait_for_port(port: u16, who: &Process) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("{} did not listen on {port}:\n{}", who.name, who.log());
-}
+use pebble::{dns_server, free_port, Pebble};
+use tls_support::{appliance_root, balcaoctl_tls, require_tool, text, BALCAOCTL, DOMAIN};
 
 /// Plays nginx's port 80: serves files under `webroot` for any Host.
 struct WebServer {
@@ -197,62 +149,13 @@ fn pebble_failure_paths_then_issuance_renewal_and_deploy_hook() {
         ("pebble-challtestsrv", "pebble"),
         ("certbot", "certbot"),
         ("openssl", "openssl"),
+        ("dig", "bind9-dnsutils"),
     ] {
         require_tool(program, package);
     }
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let work = dir.path();
-
-    // Pebble's own HTTPS certificate, from a throwaway CA certbot will trust.
-    let pki = Pki::new(&work.join("pki"));
-    fs::write(
-        pki.path("pebble_ext.cnf"),
-        "basicConstraints = critical,CA:FALSE\nextendedKeyUsage = serverAuth\nsubjectAltName = DNS:localhost,IP:127.0.0.1\n",
-    )
-    .unwrap();
-    run(Command::new("openssl")
-        .current_dir(&pki.dir)
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-        ])
-        .args([
-            "-nodes",
-            "-keyout",
-            "pebble.key",
-            "-out",
-            "pebble.csr",
-            "-subj",
-            "/CN=localhost",
-        ]));
-    run(Command::new("openssl")
-        .current_dir(&pki.dir)
-        .args([
-            "ca",
-            "-batch",
-            "-notext",
-            "-config",
-            "ca.cnf",
-            "-cert",
-            "inter.pem",
-        ])
-        .args([
-            "-keyfile",
-            "inter.key",
-            "-in",
-            "pebble.csr",
-            "-out",
-            "pebble.pem",
-        ])
-        .args(["-extfile", "pebble_ext.cnf", "-days", "30"]));
-    let chain = fs::read_to_string(pki.path("pebble.pem")).unwrap()
-        + &fs::read_to_string(pki.path("inter.pem")).unwrap();
-    fs::write(pki.path("pebble-chain.pem"), chain).unwrap();
 
     // The appliance root and its webroot, served by the stand-in nginx.
     let root_dir = work.join("root");
@@ -261,45 +164,25 @@ fn pebble_failure_paths_then_issuance_renewal_and_deploy_hook() {
     fs::create_dir_all(root.path(WEBROOT)).unwrap();
     let web = WebServer::start(root.path(WEBROOT));
 
-    // DNS for Pebble: every name is 127.0.0.1.
-    let dns_port = free_port();
-    let challtest = Process::start(
-        "pebble-challtestsrv",
-        Command::new("pebble-challtestsrv")
-            .args(["-defaultIPv4", "127.0.0.1", "-defaultIPv6", ""])
-            .args(["-dns01", &format!("127.0.0.1:{dns_port}")])
-            .args(["-http01", "", "-https01", "", "-tlsalpn01", ""])
-            .args(["-management", &format!("127.0.0.1:{}", free_port())]),
-        work.join("challtestsrv.log"),
-    );
-    wait_for_port(dns_port, &challtest);
+    // Pebble, validating HTTP-01 on the stand-in nginx's port; its DNS
+    // gives 127.0.0.1 for every name.
+    let pebble = Pebble::start(work, web.port, &[]);
+    let acme_port = pebble.acme_port;
 
-    // Pebble, validating HTTP-01 on the stand-in nginx's port.
-    let acme_port = free_port();
-    let config = serde_json::json!({
-        "pebble": {
-            "listenAddress": format!("127.0.0.1:{acme_port}"),
-            "managementListenAddress": format!("127.0.0.1:{}", free_port()),
-            "certificate": pki.path("pebble-chain.pem"),
-            "privateKey": pki.path("pebble.key"),
-            "httpPort": web.port,
-            "tlsPort": free_port(),
-            "ocspResponderURL": "",
-            "externalAccountBindingRequired": false
-        }
-    });
-    fs::write(work.join("pebble.json"), config.to_string()).unwrap();
-    let pebble = Process::start(
-        "pebble",
-        Command::new("pebble")
-            .arg("-config")
-            .arg(work.join("pebble.json"))
-            .args(["-dnsserver", &format!("127.0.0.1:{dns_port}")])
-            .env("PEBBLE_VA_NOSLEEP", "1")
-            .env("PEBBLE_WFE_NONCEREJECT", "0"),
-        work.join("pebble.log"),
+    // The appliance's own DNS check, with the real `dig`, against a DNS
+    // server like the court's.
+    let dns_port = free_port();
+    let dns = dns_server(&format!("127.0.0.1:{dns_port}"), "192.0.2.80", work.join("dns.log"));
+    assert_eq!(
+        preflight::dns_lookup(DOMAIN, &[IpAddr::from([127, 0, 0, 1])], dns_port)
+            .unwrap_or_else(|e| panic!("{e}\n{}", dns.log())),
+        [IpAddr::from([192, 0, 2, 80])]
     );
-    wait_for_port(acme_port, &pebble);
+    drop(dns);
+    let silent = preflight::dns_lookup(DOMAIN, &[IpAddr::from([127, 0, 0, 1])], free_port())
+        .unwrap_err()
+        .to_string();
+    assert!(silent.contains("nenhum servidor DNS respondeu"), "{silent}");
     let directory = format!("https://127.0.0.1:{acme_port}/dir");
 
     // certbot with its folders here, trusting the throwaway CA, and
@@ -311,7 +194,7 @@ fn pebble_failure_paths_then_issuance_renewal_and_deploy_hook() {
         logs_dir: Some(work.join("certbot-logs")),
         env: vec![(
             "REQUESTS_CA_BUNDLE".into(),
-            pki.path("root.pem").display().to_string(),
+            pebble.api_ca.display().to_string(),
         )],
         deploy_hook: format!("{BALCAOCTL} tls --root {} deploy-hook", root_dir.display()),
     };
@@ -538,6 +421,5 @@ fn pebble_failure_paths_then_issuance_renewal_and_deploy_hook() {
     assert_eq!(facts[FACT_FINGERPRINT], renewed.fingerprint);
 
     drop(pebble);
-    drop(challtest);
     drop(web);
 }

@@ -31,16 +31,87 @@ pub struct Network<'a> {
     pub timeout: Duration,
 }
 
-/// The system resolver (`getaddrinfo`: /etc/hosts, then DNS).
+/// Where systemd-resolved lists the upstream DNS servers it uses; its stub
+/// at 127.0.0.53 (named in /etc/resolv.conf) would answer from /etc/hosts.
+const UPSTREAM_RESOLV_CONF: &str = "/run/systemd/resolve/resolv.conf";
+
+/// The name as the CA sees it: asked of the DNS servers this machine uses,
+/// with `dig`, never from /etc/hosts. The appliance's own /etc/hosts maps its
+/// domain to 127.0.1.1 (as Debian does), which says nothing about the record
+/// Let's Encrypt will find.
 pub fn system_resolve(domain: &str) -> std::io::Result<Vec<IpAddr>> {
-    use std::net::ToSocketAddrs;
-    let mut out: Vec<IpAddr> = Vec::new();
-    for addr in (domain, 80).to_socket_addrs()? {
-        if !out.contains(&addr.ip()) {
-            out.push(addr.ip());
+    let text = std::fs::read_to_string(UPSTREAM_RESOLV_CONF)
+        .or_else(|_| std::fs::read_to_string("/etc/resolv.conf"))
+        .unwrap_or_default();
+    let servers = nameservers(&text);
+    if servers.is_empty() {
+        return Err(std::io::Error::other(
+            "nenhum servidor DNS configurado (/etc/resolv.conf)",
+        ));
+    }
+    dns_lookup(domain, &servers, 53)
+}
+
+/// The `nameserver` lines of a resolv.conf; systemd-resolved's own stub is
+/// skipped when a real server is listed too.
+pub fn nameservers(resolv_conf: &str) -> Vec<IpAddr> {
+    let all: Vec<IpAddr> = resolv_conf
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("nameserver"), Some(addr)) => addr.split('%').next()?.parse().ok(),
+                _ => None,
+            }
+        })
+        .collect();
+    let stub: IpAddr = Ipv4Addr::new(127, 0, 0, 53).into();
+    if all.iter().any(|ip| *ip != stub) {
+        all.into_iter().filter(|ip| *ip != stub).collect()
+    } else {
+        all
+    }
+}
+
+/// A and AAAA records of `domain` from the first of `servers` that answers
+/// (`dig` from bind9-dnsutils; CNAMEs are followed by the server).
+pub fn dns_lookup(domain: &str, servers: &[IpAddr], port: u16) -> std::io::Result<Vec<IpAddr>> {
+    if crate::command::find_program("dig").is_none() {
+        return Err(std::io::Error::other(
+            "o programa dig não está instalado (apt-get install bind9-dnsutils)",
+        ));
+    }
+    let mut failures = Vec::new();
+    for server in servers {
+        let out = crate::command::Cmd::new("dig")
+            .args(["+short", "+time=3", "+tries=2", "-p", &port.to_string()])
+            .arg(format!("@{server}"))
+            .args([domain, "A", domain, "AAAA"])
+            .run();
+        match out {
+            Ok(out) => return Ok(parse_dig(&out.stdout_text())),
+            Err(e) => failures.push(format!("{server}: {}", first_line(&e.to_string()))),
         }
     }
-    Ok(out)
+    Err(std::io::Error::other(format!(
+        "nenhum servidor DNS respondeu ({})",
+        failures.join("; ")
+    )))
+}
+
+/// Addresses in `dig +short` output (CNAME targets and other lines skipped).
+pub fn parse_dig(text: &str) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for ip in text.lines().filter_map(|l| l.trim().parse::<IpAddr>().ok()) {
+        if !out.contains(&ip) {
+            out.push(ip);
+        }
+    }
+    out
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().find(|l| !l.trim().is_empty()).unwrap_or(text)
 }
 
 /// This machine's addresses as `hostname -I` prints them.
@@ -276,6 +347,30 @@ mod tests {
     use super::*;
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
+
+    #[test]
+    fn upstream_servers_are_asked_not_the_stub() {
+        let resolved = "# This is /run/systemd/resolve/resolv.conf\nnameserver 10.0.2.3\nnameserver fe80::1%ens3\nsearch .\n";
+        assert_eq!(
+            nameservers(resolved),
+            ["10.0.2.3".parse::<IpAddr>().unwrap(), "fe80::1".parse().unwrap()]
+        );
+        let both = "nameserver 127.0.0.53\nnameserver 192.0.2.53\n";
+        assert_eq!(nameservers(both), ["192.0.2.53".parse::<IpAddr>().unwrap()]);
+        let stub_only = "nameserver 127.0.0.53\noptions edns0 trust-ad\n";
+        assert_eq!(nameservers(stub_only), ["127.0.0.53".parse::<IpAddr>().unwrap()]);
+        assert!(nameservers("# nothing\n").is_empty());
+    }
+
+    #[test]
+    fn dig_answers_keep_addresses_only() {
+        let text = "balcao.tjxx.jus.br.cdn.example.\n203.0.113.7\n2001:db8::7\n203.0.113.7\n";
+        assert_eq!(
+            parse_dig(text),
+            ["203.0.113.7".parse::<IpAddr>().unwrap(), "2001:db8::7".parse().unwrap()]
+        );
+        assert!(parse_dig("").is_empty());
+    }
 
     /// A one-folder HTTP server on 127.0.0.1 serving ROOT/usr/share/jitsi-meet.
     fn serve(root: &Root) -> (u16, std::thread::JoinHandle<()>) {
