@@ -3,7 +3,20 @@
 //! and its packages baked and locked; first boot from a NoCloud preseed
 //! installs them offline and locks room creation to staff; checked from the
 //! host over SSH, HTTPS and XMPP.
+//!
+//! TLS against Pebble (Let's Encrypt's test CA) on the host's loopback,
+//! which the guest reaches as 10.0.2.2: the guest asks a DNS server on the
+//! host (pebble-challtestsrv on 127.0.0.1:53), Pebble validates HTTP-01
+//! through a port forwarded to the guest's port 80. First boot meets a DNS
+//! record that points elsewhere, keeps the self-signed certificate and
+//! schedules a retry; once the record is right, `balcaoctl tls renew` gets
+//! Pebble's certificate, which nginx then serves to the host.
+//!
+//! The private counter with real XMPP clients (tests/lobby/scenario.py,
+//! `--appliance`) through an SSH tunnel to the guest's prosody.
 
+#[path = "support/pebble.rs"]
+mod pebble;
 mod support;
 
 use std::path::{Path, PathBuf};
@@ -11,10 +24,27 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use balcao::qemu::{BootSpec, Firmware, Vm};
+use pebble::Pebble;
 use support::*;
 
 const DOMAIN: &str = "balcao.tjteste.jus.br";
 const STAFF_PASSWORD: &str = "senha-do-servidor-123";
+/// The host as a QEMU guest on user networking sees it.
+const GUEST_HOST: &str = "10.0.2.2";
+/// The guest's own address on QEMU's user network.
+const GUEST_ADDRESS: &str = "10.0.2.15";
+/// An address that is not the guest's (TEST-NET-1).
+const ELSEWHERE: &str = "192.0.2.80";
+
+/// The DNS server the guest asks (its resolved is pointed at the host):
+/// every name is `address`. Port 53, the only one a resolver asks.
+fn guest_dns(dir: &Path, address: &str) -> pebble::Process {
+    pebble::dns_server(
+        "127.0.0.1:53",
+        address,
+        dir.join(format!("guest-dns-{address}.log")),
+    )
+}
 
 /// The stand-in repository, served on 127.0.0.1 while the value lives.
 struct Standin {
@@ -86,37 +116,69 @@ fn balcao_build(recipe: &Path, out: &Path, extra: &[&str]) -> std::process::Outp
         .unwrap()
 }
 
+/// An SSH tunnel from a port on the host's loopback to a port on the
+/// guest's (prosody's 5222 stays closed in the firewall, as it should);
+/// closed when dropped.
+struct Tunnel {
+    local: u16,
+    ssh: Child,
+}
+
+impl Tunnel {
+    fn open(key: &SshKey, ssh_port: u16, remote_port: u16) -> Tunnel {
+        let local = balcao::qemu::free_port().unwrap();
+        let mut ssh = Command::new("ssh")
+            .args([
+                "-N",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-i",
+            ])
+            .arg(key.private())
+            .args([
+                "-p",
+                &ssh_port.to_string(),
+                "-L",
+                &format!("127.0.0.1:{local}:127.0.0.1:{remote_port}"),
+                "root@127.0.0.1",
+            ])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", local)).is_err() {
+            if let Ok(Some(status)) = ssh.try_wait() {
+                panic!("the SSH tunnel to the guest's port {remote_port} ended: {status}");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the SSH tunnel to the guest's port {remote_port} did not open"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Tunnel { local, ssh }
+    }
+}
+
+impl Drop for Tunnel {
+    fn drop(&mut self) {
+        let _ = self.ssh.kill();
+        let _ = self.ssh.wait();
+    }
+}
+
 /// Tries an XMPP login with a real client through an SSH tunnel to the
-/// guest's prosody (port 5222 stays closed in the firewall, as it should).
+/// guest's prosody.
 fn xmpp_login(key: &SshKey, ssh_port: u16, jid: &str, password: Option<&str>) -> (i32, String) {
-    let local = balcao::qemu::free_port().unwrap();
-    let mut tunnel = Command::new("ssh")
-        .args([
-            "-N",
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ExitOnForwardFailure=yes",
-            "-i",
-        ])
-        .arg(key.private())
-        .args([
-            "-p",
-            &ssh_port.to_string(),
-            "-L",
-            &format!("127.0.0.1:{local}:127.0.0.1:5222"),
-            "root@127.0.0.1",
-        ])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_secs(2));
+    let tunnel = Tunnel::open(key, ssh_port, 5222);
     let mut cmd = Command::new("python3");
     cmd.arg(repo().join("tests/xmpp/login.py"))
-        .args(["127.0.0.1", &local.to_string(), jid]);
+        .args(["127.0.0.1", &tunnel.local.to_string(), jid]);
     match password {
         Some(p) => {
             cmd.env("XMPP_PASSWORD", p);
@@ -128,8 +190,7 @@ fn xmpp_login(key: &SshKey, ssh_port: u16, jid: &str, password: Option<&str>) ->
     let out = cmd
         .output()
         .expect("python3 with slixmpp (pip install slixmpp)");
-    let _ = tunnel.kill();
-    let _ = tunnel.wait();
+    drop(tunnel);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -226,19 +287,35 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
     );
     assert!(!altered_dir.path().join("balcao-virtual-0.1.0.raw").exists());
 
-    // First boot from a NoCloud preseed.
+    // Pebble on the host; the guest trusts the CA of Pebble's API through
+    // cloud-init and asks the host's DNS server, whose record for the
+    // domain points elsewhere at first.
     let dir = tempfile::tempdir().unwrap();
+    let http_port = pebble::free_port();
+    let ca = Pebble::start(dir.path(), http_port, &[GUEST_HOST]);
+    let mut dns = guest_dns(dir.path(), ELSEWHERE);
+    let api_ca = std::fs::read_to_string(&ca.api_ca).unwrap();
+    let mut extra = String::from("ca_certs:\n  trusted:\n    - |\n");
+    for line in api_ca.lines() {
+        extra.push_str(&format!("      {line}\n"));
+    }
+    extra.push_str(&format!(
+        "bootcmd:\n  - [sh, -c, \"mkdir -p /etc/systemd/resolved.conf.d && printf '[Resolve]\\\\nDNS={GUEST_HOST}\\\\n' > /etc/systemd/resolved.conf.d/balcao-test.conf && systemctl restart systemd-resolved\"]\n"
+    ));
+
+    // First boot from a NoCloud preseed.
     let key = SshKey::new();
     let setup = format!(
-        "domain = \"{DOMAIN}\"\nemail = \"ti@tjteste.jus.br\"\n[admin]\nuser = \"atendimento\"\npassword = \"{STAFF_PASSWORD}\"\n[tls]\nmode = \"self-signed\"\n"
+        "domain = \"{DOMAIN}\"\nemail = \"ti@tjteste.jus.br\"\n[admin]\nuser = \"atendimento\"\npassword = \"{STAFF_PASSWORD}\"\n[tls]\nmode = \"letsencrypt\"\nacme_directory = \"https://{GUEST_HOST}:{}/dir\"\n",
+        ca.acme_port
     );
-    let seed = nocloud_seed(dir.path(), &key, Some(&setup), "appliance-1");
+    let seed = nocloud_seed_with(dir.path(), &key, Some(&setup), "appliance-1", &extra);
     let ssh_port = balcao::qemu::free_port().unwrap();
     let https_port = balcao::qemu::free_port().unwrap();
     let mut spec = BootSpec::new(&out.join("balcao-virtual-0.1.0.qcow2"), Firmware::Uefi);
     spec.memory_mib = 3072;
     spec.ssh_port = Some(ssh_port);
-    spec.forwards = vec![(https_port, 443)];
+    spec.forwards = vec![(https_port, 443), (http_port, 80)];
     spec.extra_drives = vec![seed];
 
     let _slot = vm_slot();
@@ -250,6 +327,72 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
         vm.elapsed().as_secs_f64()
     );
     wait_for_ssh(&key, ssh_port, Duration::from_secs(120));
+
+    // The DNS record pointed elsewhere: the CA was not asked, the
+    // self-signed certificate stays, the reason is given and a retry is due.
+    let tls = ssh_ok(&key, ssh_port, "balcaoctl tls status");
+    assert!(
+        tls.contains("autoassinado") && tls.contains("Pendente:") && tls.contains(ELSEWHERE),
+        "after first boot with a wrong DNS record:\n{tls}"
+    );
+    let timer = ssh(&key, ssh_port, "systemctl is-active balcao-tls-retry.timer");
+    assert_eq!(timer.1.trim(), "active", "the retry timer: {}", timer.1);
+    let root_pem = dir.path().join("pebble-root.pem");
+    std::fs::write(&root_pem, ca.issuing_root()).unwrap();
+    let verified = |path: &str| {
+        Command::new("curl")
+            .args(["-sS", "--max-time", "30", "--cacert"])
+            .arg(&root_pem)
+            .args(["--resolve", &format!("{DOMAIN}:{https_port}:127.0.0.1")])
+            .arg(format!("https://{DOMAIN}:{https_port}{path}"))
+            .output()
+            .unwrap()
+    };
+    assert!(
+        !verified("/").status.success(),
+        "the self-signed certificate passed as Pebble's"
+    );
+
+    // The record is put right; the renewal gets Pebble's certificate and
+    // nginx serves it, with the conference left running.
+    drop(dns);
+    dns = guest_dns(dir.path(), GUEST_ADDRESS);
+    let pids = "systemctl show -p MainPID --value prosody jicofo jitsi-videobridge2";
+    let before = ssh_ok(&key, ssh_port, pids);
+    let renewed = ssh(&key, ssh_port, "balcaoctl tls renew");
+    assert_eq!(
+        renewed.0,
+        0,
+        "balcaoctl tls renew:\n{}\n--- Pebble ---\n{}\n--- DNS ---\n{}",
+        renewed.1,
+        ca.log(),
+        dns.log()
+    );
+    assert!(renewed.1.contains("certificado em uso"), "{}", renewed.1);
+    let page = verified("/");
+    assert!(
+        page.status.success() && String::from_utf8_lossy(&page.stdout).contains("<html"),
+        "nginx does not serve Pebble's certificate: {}",
+        String::from_utf8_lossy(&page.stderr)
+    );
+    assert_eq!(
+        ssh_ok(&key, ssh_port, pids),
+        before,
+        "prosody, jicofo or the videobridge restarted for the new certificate"
+    );
+    let timer = ssh(&key, ssh_port, "systemctl is-active balcao-tls-retry.timer");
+    assert_eq!(timer.1.trim(), "inactive", "the retry timer: {}", timer.1);
+    let dry = ssh(&key, ssh_port, "balcaoctl tls renew --dry-run");
+    assert!(
+        dry.0 == 0 && dry.1.contains("ensaio de renovação aprovado"),
+        "renewal dry run:\n{}",
+        dry.1
+    );
+    let tls = ssh_ok(&key, ssh_port, "balcaoctl tls status");
+    assert!(
+        tls.contains("Pebble") && !tls.contains("Pendente:"),
+        "{tls}"
+    );
 
     let status = ssh(&key, ssh_port, "balcaoctl status");
     assert_eq!(
@@ -355,6 +498,38 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
         "anonymous login to guest.{DOMAIN} must work: {text}"
     );
 
+    // The private counter, with the real prosody and its Jitsi configuration.
+    let focus_password = ssh_ok(
+        &key,
+        ssh_port,
+        "hocon -f /etc/jitsi/jicofo/jicofo.conf get jicofo.xmpp.client.password",
+    );
+    let tunnel = Tunnel::open(&key, ssh_port, 5222);
+    let scenario = Command::new("python3")
+        .arg(repo().join("tests/lobby/scenario.py"))
+        .args(["--appliance", "--port", &tunnel.local.to_string()])
+        .args(["--domain", DOMAIN, "--staff", "atendimento"])
+        .env("BALCAO_STAFF_PASSWORD", STAFF_PASSWORD)
+        .env(
+            "BALCAO_FOCUS_PASSWORD",
+            focus_password.trim().trim_matches('"'),
+        )
+        .output()
+        .expect("python3 with slixmpp (pip install slixmpp)");
+    drop(tunnel);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&scenario.stdout),
+        String::from_utf8_lossy(&scenario.stderr)
+    );
+    eprintln!("{said}");
+    if !(scenario.status.success() && said.contains("all checks passed")) {
+        let (_, log) = ssh(&key, ssh_port, "tail -n 40 /var/log/prosody/prosody.log");
+        panic!(
+            "the private-room story failed in the appliance:\n{said}\n--- prosody's log ---\n{log}"
+        );
+    }
+
     // No secret of this instance is in the image file.
     let secrets = ssh_ok(
         &key,
@@ -364,7 +539,8 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
          hocon -f /etc/jitsi/jicofo/jicofo.conf get jicofo.xmpp.client.password 2>/dev/null || true; \
          sed -n 's/.*external_service_secret *= *\"\\(.*\\)\".*/\\1/p' /etc/prosody/conf.avail/*.cfg.lua; \
          sed -n 's/^static-auth-secret=//p' /etc/turnserver.conf; \
-         awk '{print $2}' /etc/ssh/ssh_host_ed25519_key.pub",
+         awk '{print $2}' /etc/ssh/ssh_host_ed25519_key.pub; \
+         sed -n 2p /etc/letsencrypt/live/*/privkey.pem",
     );
     let secrets: Vec<&str> = secrets
         .lines()

@@ -172,7 +172,11 @@ fn pebble_failure_paths_then_issuance_renewal_and_deploy_hook() {
     // The appliance's own DNS check, with the real `dig`, against a DNS
     // server like the court's.
     let dns_port = free_port();
-    let dns = dns_server(&format!("127.0.0.1:{dns_port}"), "192.0.2.80", work.join("dns.log"));
+    let dns = dns_server(
+        &format!("127.0.0.1:{dns_port}"),
+        "192.0.2.80",
+        work.join("dns.log"),
+    );
     assert_eq!(
         preflight::dns_lookup(DOMAIN, &[IpAddr::from([127, 0, 0, 1])], dns_port)
             .unwrap_or_else(|e| panic!("{e}\n{}", dns.log())),

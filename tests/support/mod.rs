@@ -120,6 +120,18 @@ impl SshKey {
 /// A NoCloud seed (cloud-localds) that lets root in with `key` and writes
 /// `setup_toml` (if any) to /etc/balcao/setup.toml.
 pub fn nocloud_seed(dir: &Path, key: &SshKey, setup_toml: Option<&str>, instance: &str) -> PathBuf {
+    nocloud_seed_with(dir, key, setup_toml, instance, "")
+}
+
+/// [`nocloud_seed`] with more cloud-config (top-level keys other than
+/// `users` and `write_files`, e.g. `bootcmd` or `ca_certs`).
+pub fn nocloud_seed_with(
+    dir: &Path,
+    key: &SshKey,
+    setup_toml: Option<&str>,
+    instance: &str,
+    extra_cloud_config: &str,
+) -> PathBuf {
     let mut user_data = format!(
         "#cloud-config\ndisable_root: false\nssh_pwauth: false\nusers:\n  - name: root\n    ssh_authorized_keys:\n      - {}\n",
         key.public()
@@ -130,6 +142,7 @@ pub fn nocloud_seed(dir: &Path, key: &SshKey, setup_toml: Option<&str>, instance
             user_data.push_str(&format!("      {line}\n"));
         }
     }
+    user_data.push_str(extra_cloud_config);
     let ud = dir.join(format!("user-data-{instance}"));
     std::fs::write(&ud, user_data).unwrap();
     let md = dir.join(format!("meta-data-{instance}"));

@@ -3,6 +3,7 @@
 //! host's loopback for the TLS tests. Included with `#[path]` by
 //! tests/tls_pebble.rs and tests/image_appliance.rs. Every process started
 //! here is killed when its handle is dropped, pass or fail.
+#![allow(dead_code)]
 
 use std::fs;
 use std::net::{TcpListener, TcpStream};
@@ -118,10 +119,25 @@ impl Pebble {
         openssl(
             &pki,
             &[
-                "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-days", "30", "-keyout", "ca.key", "-out", "ca.pem", "-subj",
-                "/CN=Pebble API test CA", "-addext", "basicConstraints=critical,CA:TRUE",
-                "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "30",
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=Pebble API test CA",
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign,cRLSign",
             ],
         );
         let mut san = String::from("DNS:localhost,IP:127.0.0.1");
@@ -136,15 +152,39 @@ impl Pebble {
         openssl(
             &pki,
             &[
-                "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", "pebble.key", "-out", "pebble.csr", "-subj", "/CN=localhost",
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                "pebble.key",
+                "-out",
+                "pebble.csr",
+                "-subj",
+                "/CN=localhost",
             ],
         );
         openssl(
             &pki,
             &[
-                "x509", "-req", "-in", "pebble.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-                "-CAcreateserial", "-days", "30", "-extfile", "ext.cnf", "-out", "pebble.pem",
+                "x509",
+                "-req",
+                "-in",
+                "pebble.csr",
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-days",
+                "30",
+                "-extfile",
+                "ext.cnf",
+                "-out",
+                "pebble.pem",
             ],
         );
 

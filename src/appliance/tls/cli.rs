@@ -52,8 +52,11 @@ pub enum TlsCommand {
         #[arg(long)]
         retry: bool,
         /// Renova mesmo faltando mais de 30 dias (gasta o limite semanal da autoridade)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dry_run")]
         force: bool,
+        /// Ensaia a renovação com a autoridade (desafio incluído) sem trocar o certificado
+        #[arg(long, conflicts_with = "retry")]
+        dry_run: bool,
     },
     /// Instala o certificado que o certbot acabou de emitir (lê RENEWED_LINEAGE do ambiente)
     DeployHook,
@@ -113,7 +116,8 @@ pub fn run(args: &TlsArgs, system: &dyn System) -> Result<(), TlsError> {
             print!("{}", status_text(&root)?);
             Ok(())
         }
-        TlsCommand::Renew { retry, force } => renew(&root, system, *retry, *force),
+        TlsCommand::Renew { dry_run: true, .. } => renew_dry_run(&root, system),
+        TlsCommand::Renew { retry, force, .. } => renew(&root, system, *retry, *force),
         TlsCommand::DeployHook => {
             let lineage = std::env::var_os("RENEWED_LINEAGE").ok_or_else(|| {
                 TlsError::Other(
@@ -265,6 +269,45 @@ fn renew(root: &Root, system: &dyn System, retry_only: bool, force: bool) -> Res
             format_time(next)
         ))),
     }
+}
+
+/// `balcaoctl tls renew --dry-run`: certbot asks the CA for a test
+/// certificate through the same challenge, and keeps nothing.
+fn renew_dry_run(root: &Root, system: &dyn System) -> Result<(), TlsError> {
+    let s = settings(root)?;
+    if s.mode() != "letsencrypt" {
+        return Err(TlsError::Other(format!(
+            "tls.mode é `{}`: não há renovação pelo certbot para ensaiar",
+            s.mode()
+        )));
+    }
+    let certbot = Certbot::default();
+    if !certbot.has_lineage(&s.domain) {
+        return Err(TlsError::Other(format!(
+            "o certbot ainda não tem certificado para {}; veja `balcaoctl tls status` e rode `balcaoctl tls renew`",
+            s.domain
+        )));
+    }
+    let request = Request {
+        domain: &s.domain,
+        email: "",
+        directory: s.answers.get("tls.acme_directory"),
+    };
+    let directory = request.directory();
+    if let Err(e) = system.run(&certbot.renew(&s.domain, directory, false, true)) {
+        return Err(TlsError::Other(
+            acme::classify(&e, directory).message(s.lang),
+        ));
+    }
+    println!(
+        "{} {} ({directory})",
+        s.lang.t(
+            "ensaio de renovação aprovado; nada foi trocado:",
+            "renewal dry run passed; nothing was changed:"
+        ),
+        s.domain
+    );
+    Ok(())
 }
 
 /// A renewal of certbot's certificate when there is one, else a first attempt.

@@ -353,12 +353,18 @@ mod tests {
         let resolved = "# This is /run/systemd/resolve/resolv.conf\nnameserver 10.0.2.3\nnameserver fe80::1%ens3\nsearch .\n";
         assert_eq!(
             nameservers(resolved),
-            ["10.0.2.3".parse::<IpAddr>().unwrap(), "fe80::1".parse().unwrap()]
+            [
+                "10.0.2.3".parse::<IpAddr>().unwrap(),
+                "fe80::1".parse().unwrap()
+            ]
         );
         let both = "nameserver 127.0.0.53\nnameserver 192.0.2.53\n";
         assert_eq!(nameservers(both), ["192.0.2.53".parse::<IpAddr>().unwrap()]);
         let stub_only = "nameserver 127.0.0.53\noptions edns0 trust-ad\n";
-        assert_eq!(nameservers(stub_only), ["127.0.0.53".parse::<IpAddr>().unwrap()]);
+        assert_eq!(
+            nameservers(stub_only),
+            ["127.0.0.53".parse::<IpAddr>().unwrap()]
+        );
         assert!(nameservers("# nothing\n").is_empty());
     }
 
@@ -367,7 +373,10 @@ mod tests {
         let text = "balcao.tjxx.jus.br.cdn.example.\n203.0.113.7\n2001:db8::7\n203.0.113.7\n";
         assert_eq!(
             parse_dig(text),
-            ["203.0.113.7".parse::<IpAddr>().unwrap(), "2001:db8::7".parse().unwrap()]
+            [
+                "203.0.113.7".parse::<IpAddr>().unwrap(),
+                "2001:db8::7".parse().unwrap()
+            ]
         );
         assert!(parse_dig("").is_empty());
     }
