@@ -18,6 +18,10 @@ With --appliance (tests/image_appliance.rs, through an SSH tunnel to a booted
 appliance's port 5222) the clients use STARTTLS, as Jitsi's own do, without
 checking the certificate (the test reaches it as 127.0.0.1), and the step
 that needs the test-only plugin is left out: the appliance does not have it.
+There, as in Jitsi, only the focus account creates rooms (Jitsi's prosody
+configuration says restrict_room_creation = true): when a staff member
+starts a meeting, jicofo creates the room and the staff member joins it, so
+the focus account opens sala1 just before staff join.
 
 Prints one line per checked step and exits 1 on the first failed check.
 """
@@ -157,6 +161,15 @@ async def start(client, port):
     return client
 
 
+async def start_focus(args):
+    """Jicofo's account, focus@auth.DOMAIN, logged in."""
+    password = os.environ.get("BALCAO_FOCUS_PASSWORD")
+    if not password:
+        raise Failed("BALCAO_FOCUS_PASSWORD is not set")
+    client = Client(f"focus@auth.{args.domain}", password, "focus", args.appliance)
+    return await start(client, args.port)
+
+
 async def scenario(args):
     domain = args.domain
     room = f"sala1@conference.{domain}"
@@ -178,7 +191,16 @@ async def scenario(args):
           f"guest A before staff is refused registration-required (got {outcome})")
     check(await staff.room_features(room) is None, "the room was not created by the guest")
 
-    # Staff open the room and own it.
+    # Staff open the room and own it (on the appliance, through the focus
+    # account, as jicofo does when staff start a meeting).
+    focus = None
+    if args.appliance:
+        focus = await start_focus(args)
+        outcome = await focus.attempt_join(room, "focus")
+        check(outcome == ("joined", "owner"), f"focus creates sala1 for staff (got {outcome})")
+        outcome = await guest_a.attempt_join(room, "Ana")
+        check(outcome == ("error", "registration-required"),
+              f"guest A knocks on the room focus made: refused (got {outcome})")
     outcome = await staff.attempt_join(room, "Atendente")
     check(outcome == ("joined", "owner"), f"staff joins sala1 as owner (got {outcome})")
     features = await staff.room_features(room)
@@ -265,11 +287,8 @@ async def scenario(args):
     # Jicofo's account (focus@auth.DOMAIN, a component admin) creates rooms
     # before staff come and configures them: that keeps working, and the
     # room stays closed to guests all the same.
-    focus_password = os.environ.get("BALCAO_FOCUS_PASSWORD")
-    if not focus_password:
-        raise Failed("BALCAO_FOCUS_PASSWORD is not set")
-    focus = await start(Client(f"focus@auth.{domain}", focus_password, "focus", args.appliance),
-                        args.port)
+    if focus is None:
+        focus = await start_focus(args)
     room2 = f"sala2@conference.{domain}"
     outcome = await focus.attempt_join(room2, "focus")
     check(outcome == ("joined", "owner"), f"focus creates sala2 before staff (got {outcome})")

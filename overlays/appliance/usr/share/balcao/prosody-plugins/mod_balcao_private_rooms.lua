@@ -8,7 +8,9 @@
 --     and the setting is put back before any join is decided;
 --   * only staff (accounts of the main host, balcao_staff_host) and system
 --     accounts (Jitsi's focus on auth.DOMAIN, component admins) may create a
---     room; staff become owners when they join;
+--     room; staff become owners when they join (Jitsi's own configuration,
+--     restrict_room_creation = true, narrows creation further to the focus
+--     account: jicofo creates the room when a staff member starts a meeting);
 --   * anyone else (a guest) who knocks on a room they are not a member of is
 --     refused with <registration-required/>, also when the room does not
 --     exist yet; the first knock of each guest is remembered, in memory, per
