@@ -127,27 +127,10 @@ struct Tunnel {
 impl Tunnel {
     fn open(key: &SshKey, ssh_port: u16, remote_port: u16) -> Tunnel {
         let local = balcao::qemu::free_port().unwrap();
-        let mut ssh = Command::new("ssh")
-            .args([
-                "-N",
-                "-o",
-                "StrictHostKeyChecking=no",
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "ExitOnForwardFailure=yes",
-                "-i",
-            ])
-            .arg(key.private())
-            .args([
-                "-p",
-                &ssh_port.to_string(),
-                "-L",
-                &format!("127.0.0.1:{local}:127.0.0.1:{remote_port}"),
-                "root@127.0.0.1",
-            ])
+        let mut ssh = ssh_command(key, ssh_port)
+            .args(["-N", "-o", "ExitOnForwardFailure=yes", "-L"])
+            .arg(format!("127.0.0.1:{local}:127.0.0.1:{remote_port}"))
+            .arg("root@127.0.0.1")
             .spawn()
             .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -156,24 +156,32 @@ pub fn nocloud_seed_with(
     seed
 }
 
+/// `ssh` as root to the guest behind the forwarded `port`, its host key
+/// unchecked (each first boot makes new ones); add the rest of the command.
+pub fn ssh_command(key: &SshKey, port: u16) -> Command {
+    let mut cmd = Command::new("ssh");
+    cmd.args([
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "LogLevel=ERROR",
+        "-o",
+        "ConnectTimeout=10",
+        "-o",
+        "BatchMode=yes",
+        "-i",
+    ])
+    .arg(key.private())
+    .args(["-p", &port.to_string()]);
+    cmd
+}
+
 /// Runs a command in the guest over SSH; returns (exit code, stdout+stderr).
 pub fn ssh(key: &SshKey, port: u16, command: &str) -> (i32, String) {
-    let out = Command::new("ssh")
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "ConnectTimeout=10",
-            "-o",
-            "BatchMode=yes",
-            "-i",
-        ])
-        .arg(key.private())
-        .args(["-p", &port.to_string(), "root@127.0.0.1", command])
+    let out = ssh_command(key, port)
+        .args(["root@127.0.0.1", command])
         .output()
         .expect("running ssh");
     let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
