@@ -461,9 +461,11 @@ fn build_in(
         &disk,
         &layout,
         &ids,
-        &root,
-        &core_img,
-        &esp,
+        &assemble::Contents {
+            root: &root,
+            core_img: &core_img,
+            esp_img: &esp,
+        },
         &scratch,
         options.epoch,
     )?;

@@ -482,8 +482,7 @@ mod tests {
         let scratch = tempfile::tempdir().unwrap();
         let pinned = "FFD65A0DA2BEBDEB73D44C8BB4D2D216F1FD7806";
         let err = check_key(&test_repo(pinned), scratch.path())
-            .err()
-            .expect("a different key must be refused")
+            .expect_err("a different key must be refused")
             .to_string();
         assert!(err.contains(pinned) && err.contains(TEST_FPR), "{err}");
     }
@@ -508,10 +507,10 @@ mod tests {
             install: vec![],
             bake: vec!["jitsi-meet".into()],
         };
-        let applied = apply_overrides(&[repo.clone()], &[o]).unwrap();
+        let applied = apply_overrides(std::slice::from_ref(&repo), &[o]).unwrap();
         assert_eq!(applied[0].url, "http://127.0.0.1:8080");
         let other: RepoOverride = "court=http://x".parse().unwrap();
-        assert!(apply_overrides(&[repo.clone()], &[other])
+        assert!(apply_overrides(std::slice::from_ref(&repo), &[other])
             .unwrap_err()
             .contains("no repository named `court`"));
         assert_eq!(

@@ -268,17 +268,28 @@ pub fn make_esp(
     Ok(())
 }
 
-/// Writes the whole disk image at `disk_path` from the prepared root folder.
+/// What goes into the disk: the prepared root folder, GRUB's BIOS core
+/// image and the EFI system partition's image.
+pub struct Contents<'a> {
+    pub root: &'a Path,
+    pub core_img: &'a [u8],
+    pub esp_img: &'a Path,
+}
+
+/// Writes the whole disk image at `disk_path`.
 pub fn assemble(
     disk_path: &Path,
     layout: &Layout,
     ids: &FilesystemIds,
-    root: &Path,
-    core_img: &[u8],
-    esp_img: &Path,
+    contents: &Contents,
     scratch: &Path,
     epoch: Option<u64>,
 ) -> Result<(), AssembleError> {
+    let Contents {
+        root,
+        core_img,
+        esp_img,
+    } = *contents;
     let mut disk = File::create(disk_path).map_err(io(disk_path))?;
     disk.set_len(layout.disk_bytes).map_err(io(disk_path))?;
     layout.write(&mut disk)?;
