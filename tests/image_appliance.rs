@@ -101,6 +101,12 @@ impl Drop for Standin {
     }
 }
 
+/// Where the appliance's root filesystem is cached: its own folder, emptied
+/// at each run, because each run's stand-in key makes a new 1.2 GB entry.
+fn appliance_cache() -> PathBuf {
+    test_dir().join("cache-appliance")
+}
+
 fn balcao_build(recipe: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_balcao"))
         .arg("build")
@@ -110,7 +116,7 @@ fn balcao_build(recipe: &Path, out: &Path, extra: &[&str]) -> std::process::Outp
         .arg("--balcaoctl")
         .arg(env!("CARGO_BIN_EXE_balcaoctl"))
         .arg("--cache")
-        .arg(test_dir().join("cache"))
+        .arg(appliance_cache())
         .args(extra)
         .output()
         .unwrap()
@@ -213,6 +219,7 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
     let standin = Standin::start("standin");
     let out = test_dir().join("balcao-virtual");
     let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(appliance_cache());
     let lock_dir = tempfile::tempdir().unwrap();
     let lock = lock_dir.path().join("balcao-virtual.lock");
     let repo_arg = standin.repo_arg(&standin.fingerprint());
