@@ -101,6 +101,15 @@ impl Drop for Standin {
     }
 }
 
+/// What a finished command printed, standard output then standard error.
+fn printed(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// Where the appliance's root filesystem is cached: its own folder, emptied
 /// at each run, because each run's stand-in key makes a new 1.2 GB entry.
 fn appliance_cache() -> PathBuf {
@@ -180,11 +189,7 @@ fn xmpp_login(key: &SshKey, ssh_port: u16, jid: &str, password: Option<&str>) ->
         .output()
         .expect("python3 with slixmpp (pip install slixmpp)");
     drop(tunnel);
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = printed(&out);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -507,11 +512,7 @@ fn the_appliance_installs_jitsi_offline_and_locks_rooms_to_staff() {
         .output()
         .expect("python3 with slixmpp (pip install slixmpp)");
     drop(tunnel);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&scenario.stdout),
-        String::from_utf8_lossy(&scenario.stderr)
-    );
+    let said = printed(&scenario);
     eprintln!("{said}");
     if !(scenario.status.success() && said.contains("all checks passed")) {
         let (_, log) = ssh(&key, ssh_port, "tail -n 40 /var/log/prosody/prosody.log");

@@ -491,30 +491,15 @@ fn build_in(
     let made_dir = work.join("made");
     fs::create_dir_all(&made_dir).map_err(io(&made_dir))?;
     let mut ready: Vec<(PathBuf, String)> = Vec::new();
-    for format in &options.formats {
-        // The raw format is the assembled disk itself, moved in last below.
-        if *format != export::Format::Raw {
-            let made = export::export(&disk, *format, &made_dir, &appliance)?;
-            ready.push((made, format.file_name(&appliance)));
-        }
+    let raw = export::Format::Raw;
+    for format in options.formats.iter().filter(|f| **f != raw) {
+        let made = export::export(&disk, *format, &made_dir, &appliance)?;
+        ready.push((made, format.file_name(&appliance)));
     }
-    if let Some(at) = options
-        .formats
-        .iter()
-        .position(|f| *f == export::Format::Raw)
-    {
-        let name = export::Format::Raw.file_name(&appliance);
-        let made = made_dir.join(&name);
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&disk, fs::Permissions::from_mode(0o644)).map_err(io(&disk))?;
-        fs::rename(&disk, &made).map_err(io(&made))?;
-        tracing::info!("raw: the assembled disk, {}", made.display());
-        // SHA256SUMS lists the formats in the order asked for.
-        let at = options.formats[..at]
-            .iter()
-            .filter(|f| **f != export::Format::Raw)
-            .count();
-        ready.insert(at, (made, name));
+    // Raw last: it is the disk itself, moved once the others are made from it.
+    if options.formats.contains(&raw) {
+        let made = export::adopt_raw(&disk, &made_dir, &appliance)?;
+        ready.push((made, raw.file_name(&appliance)));
     }
     let manifest_name = format!("{stem}.packages");
     let manifest_path = work.join(&manifest_name);

@@ -332,6 +332,27 @@ fn raw_disk_size(raw: &Path) -> Result<u64, ExportError> {
     Ok(meta.len())
 }
 
+/// The raw format without a copy: moves `disk` itself to the raw file name
+/// in `out_dir`. For a disk that nothing reads or writes afterwards (the
+/// builder's own, once the other formats are made from it); [`export`]
+/// makes a sparse copy of any other.
+pub fn adopt_raw(
+    disk: &Path,
+    out_dir: &Path,
+    appliance: &Appliance,
+) -> Result<PathBuf, ExportError> {
+    use std::os::unix::fs::PermissionsExt;
+    appliance.validate()?;
+    let final_path = out_dir.join(Format::Raw.file_name(appliance));
+    remove_stale(&final_path)?;
+    std::fs::set_permissions(disk, std::fs::Permissions::from_mode(0o644))
+        .map_err(io_err("set permissions on", disk))?;
+    std::fs::rename(disk, &final_path)
+        .map_err(io_err("rename the finished file to", &final_path))?;
+    tracing::info!("raw: the assembled disk, moved to {}", final_path.display());
+    Ok(final_path)
+}
+
 fn remove_stale(path: &Path) -> Result<(), ExportError> {
     match std::fs::remove_file(path) {
         Ok(()) => {
@@ -592,6 +613,24 @@ mod tests {
         block[4098] = 0;
         block[7] = 1;
         assert!(!is_zero(&block));
+    }
+
+    #[test]
+    fn the_adopted_disk_is_moved_under_the_raw_name_and_readable() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let disk = dir.path().join("disk.raw");
+        std::fs::write(&disk, b"disk").unwrap();
+        std::fs::set_permissions(&disk, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        std::fs::write(out.join("balcao-1.2.0.raw"), b"older build").unwrap();
+        let made = adopt_raw(&disk, &out, &appliance()).unwrap();
+        assert_eq!(made, out.join("balcao-1.2.0.raw"));
+        assert!(!disk.exists());
+        assert_eq!(std::fs::read(&made).unwrap(), b"disk");
+        let mode = std::fs::metadata(&made).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o644);
     }
 
     #[test]
